@@ -1,0 +1,294 @@
+"""A user's own images in class folders, seen through the study's splits.
+
+Two layouts, told apart by whether `<root>/train` and `<root>/test` both exist:
+
+  split folders   <root>/train/<class>/*, <root>/test/<class>/*, optionally
+                  <root>/val/<class>/*;
+  class folders   <root>/<class>/* (no test split).
+
+Images are files ending in .jpg, .jpeg or .png (any case) directly inside a class
+folder; other files are ignored. Class ids are the sorted class-folder names of the
+training folder (`<root>/train` or `<root>`).
+
+Without a val folder, val is held out deterministically from the training folder:
+within each class, files in sorted name order, every `holdout_every`-th file (the
+10th, 20th, ... by default) is val and the rest is train; trainval is all of them.
+With a val folder, train is the train folder, val the val folder, trainval both.
+
+`as_dataset` yields the encoded file bytes as 'image' (the `decode` preprocessing op
+decodes them), plus 'label', 'index' and 'path'. Each file is checked to be a
+complete JPEG or PNG as it is read, so a truncated file stops the pipeline with an
+error naming it; `check_images(root)` (or `python -m datasets.image_folder --check
+ROOT`) fully decodes every file and lists all bad ones at once.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from datasets import registry
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
+HOLDOUT_EVERY = 10
+
+_JPEG_START = b'\xff\xd8'
+_JPEG_END = b'\xff\xd9'
+_PNG_START = b'\x89PNG\r\n\x1a\n'
+_PNG_END = b'IEND\xaeB`\x82'
+# The end marker must lie in this many final bytes; tolerates the trailing padding
+# some writers append after a JPEG's end marker.
+_TAIL_BYTES = 4096
+
+LAYOUT_HINT = (
+    'Arrange images as <root>/<class_name>/*.jpg|jpeg|png, or as '
+    '<root>/train/<class_name>/..., <root>/test/<class_name>/... and optionally '
+    '<root>/val/<class_name>/....')
+
+
+def _check_command(root):
+  return (f'run `python -m datasets.image_folder --check {root}` '
+          '(datasets.image_folder.check_images) to list every bad file, then replace '
+          'or remove them')
+
+
+def looks_complete(data):
+  """Whether encoded bytes start like a JPEG/PNG and contain its end marker near the end.
+
+  Catches truncated and non-image files without decoding; a full decode
+  (check_images) also catches damage inside a file.
+
+  Args:
+    data: tf.string scalar, the file's bytes.
+
+  Returns:
+    tf.bool scalar.
+  """
+  length = tf.strings.length(data)
+  tail_start = tf.maximum(length - _TAIL_BYTES, 0)
+  tail = tf.strings.substr(data, tail_start, length - tail_start)
+
+  def contains(marker):
+    return tf.size(tf.strings.split(tail, sep=marker)) > 1
+
+  is_jpeg = tf.equal(tf.strings.substr(data, 0, len(_JPEG_START)), _JPEG_START)
+  is_png = tf.equal(tf.strings.substr(data, 0, len(_PNG_START)), _PNG_START)
+  return tf.logical_or(tf.logical_and(is_jpeg, contains(_JPEG_END)),
+                       tf.logical_and(is_png, contains(_PNG_END)))
+
+
+def _list_images(folder):
+  return sorted(name for name in os.listdir(folder)
+                if name.lower().endswith(IMAGE_EXTENSIONS) and
+                os.path.isfile(os.path.join(folder, name)))
+
+
+def _class_names(folder):
+  return sorted(name for name in os.listdir(folder)
+                if os.path.isdir(os.path.join(folder, name)))
+
+
+def _scan(folder, class_ids):
+  """Lists a folder of class folders.
+
+  Returns:
+    {class id: sorted list of image paths}, for every class in `class_ids`.
+
+  Raises:
+    ValueError: `folder` has a class folder missing from `class_ids`.
+  """
+  files = {class_id: [] for class_id in class_ids.values()}
+  for name in _class_names(folder):
+    if name not in class_ids:
+      raise ValueError(
+          f'image_folder: class folder {os.path.join(folder, name)} is not among the '
+          f'training classes {sorted(class_ids)}; add a training folder for it or '
+          'remove it.')
+    class_dir = os.path.join(folder, name)
+    files[class_ids[name]] = [os.path.join(class_dir, f) for f in _list_images(class_dir)]
+  return files
+
+
+def _flatten(files_by_class):
+  """{class id: paths} -> (paths, labels), ordered by class id then path."""
+  paths, labels = [], []
+  for class_id in sorted(files_by_class):
+    paths.extend(files_by_class[class_id])
+    labels.extend([class_id] * len(files_by_class[class_id]))
+  return paths, labels
+
+
+class ImageFolder:
+  """Images in class folders under `root`, with the study's four splits.
+
+  Attributes:
+    name: 'image_folder:<root>'.
+    root: the folder.
+    class_names: sorted class-folder names; a label is an index into it.
+    num_classes: len(class_names).
+    image_shape: (None, None, 3): sizes vary, decoding yields RGB.
+    splits: the splits this layout has (all but 'test' for class folders).
+  """
+
+  def __init__(self, root, holdout_every=HOLDOUT_EVERY):
+    """Lists the files of every split (no image is read here).
+
+    Args:
+      root: the folder; see the module docstring for the layouts.
+      holdout_every: without a val folder, every holdout_every-th file of each
+        class (in sorted order) is held out as val.
+
+    Raises:
+      FileNotFoundError: `root` is not a folder.
+      ValueError: no classes, no images, or a class folder unknown to training.
+    """
+    if not isinstance(holdout_every, int) or isinstance(holdout_every, bool) or (
+        holdout_every < 2):
+      raise ValueError(f'image_folder: holdout_every must be an int >= 2 (every n-th '
+                       f'file is val), got {holdout_every!r}.')
+    if not os.path.isdir(root):
+      raise FileNotFoundError(f'image_folder: {root} is not a folder. {LAYOUT_HINT}')
+    self.root = root
+    self.name = f'image_folder:{root}'
+    self.image_shape = (None, None, 3)
+    self.holdout_every = holdout_every
+
+    has_split_folders = all(
+        os.path.isdir(os.path.join(root, s)) for s in ('train', 'test'))
+    train_dir = os.path.join(root, 'train') if has_split_folders else root
+    self.class_names = tuple(_class_names(train_dir))
+    if not self.class_names:
+      raise ValueError(f'image_folder: {train_dir} has no class folders. {LAYOUT_HINT}')
+    self.num_classes = len(self.class_names)
+    class_ids = {name: i for i, name in enumerate(self.class_names)}
+
+    train_files = _scan(train_dir, class_ids)
+    val_dir = os.path.join(root, 'val')
+    if has_split_folders and os.path.isdir(val_dir):
+      val_files = _scan(val_dir, class_ids)
+      trainval_files = {c: train_files[c] + val_files[c] for c in train_files}
+    else:
+      trainval_files = train_files
+      val_files = {c: paths[holdout_every - 1::holdout_every]
+                   for c, paths in train_files.items()}
+      train_files = {c: [p for i, p in enumerate(paths)
+                         if i % holdout_every != holdout_every - 1]
+                     for c, paths in train_files.items()}
+    self._splits = {
+        'train': _flatten(train_files),
+        'val': _flatten(val_files),
+        'trainval': _flatten(trainval_files),
+    }
+    if has_split_folders:
+      self._splits['test'] = _flatten(_scan(os.path.join(root, 'test'), class_ids))
+    self.splits = tuple(s for s in registry.SPLITS if s in self._splits)
+    if not self._splits['trainval'][0]:
+      raise ValueError(f'image_folder: no {"/".join(IMAGE_EXTENSIONS)} files under '
+                       f'{train_dir}. {LAYOUT_HINT}')
+
+  def _split(self, split):
+    registry.check_split(split)
+    if split not in self._splits:
+      raise ValueError(
+          f'image_folder: {self.root} has no test split; put the images in '
+          f'{os.path.join(self.root, "train")}/<class>/ and '
+          f'{os.path.join(self.root, "test")}/<class>/ to have one.')
+    return self._splits[split]
+
+  def files(self, split):
+    """(paths, labels) of a split, in the order that 'index' numbers them."""
+    paths, labels = self._split(split)
+    return list(paths), list(labels)
+
+  def num_examples(self, split):
+    """Number of images in a split."""
+    return len(self._split(split)[0])
+
+  def prepare(self):
+    """Nothing to build; prints the split sizes found."""
+    sizes = ', '.join(f'{s} {len(self._splits[s][0])}' for s in self.splits)
+    print(f'{self.name}: {self.num_classes} classes; {sizes} images', flush=True)
+
+  def as_dataset(self, split, *, shuffle_files=False, seed=0, input_context=None):
+    """The images of a split.
+
+    Args:
+      split: one of registry.SPLITS.
+      shuffle_files: read the files in an order permuted by `seed`; 'index' still
+        numbers each file by its place in the sorted split.
+      seed: seed of that permutation.
+      input_context: optional tf.distribute.InputContext to shard by.
+
+    Returns:
+      tf.data.Dataset of dicts: 'image' (tf.string scalar, the encoded file),
+      'label' (int64 scalar), 'index' (int64 scalar), 'path' (tf.string scalar).
+    """
+    paths, labels = self._split(split)
+    order = np.arange(len(paths), dtype=np.int64)
+    if shuffle_files:
+      order = np.random.default_rng(seed).permutation(order)
+    files = tf.data.Dataset.from_tensor_slices({
+        'index': order,
+        'path': np.array(paths, dtype=str)[order],
+        'label': np.array(labels, dtype=np.int64)[order],
+    })
+    if input_context is not None and input_context.num_input_pipelines > 1:
+      files = files.shard(input_context.num_input_pipelines,
+                          input_context.input_pipeline_id)
+    message = (f'image_folder: this file is not a complete JPEG or PNG image '
+               f'(truncated or corrupt); {_check_command(self.root)}. File:')
+
+    def read(example):
+      data = tf.io.read_file(example['path'])
+      check = tf.debugging.Assert(looks_complete(data), [message, example['path']])
+      with tf.control_dependencies([check]):
+        data = tf.identity(data)
+      return {'image': data, 'label': example['label'], 'index': example['index'],
+              'path': example['path']}
+
+    return files.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def check_images(root):
+  """Reads and fully decodes every image of every split under `root`.
+
+  Args:
+    root: an image_folder root (either layout).
+
+  Returns:
+    A list of (path, reason) for each file that is unreadable, truncated or does
+    not decode as an RGB image; empty when all are fine. Sorted by path.
+  """
+  dataset = ImageFolder(root)
+  paths = sorted(set(dataset.files('trainval')[0]) | set(
+      dataset.files('test')[0] if 'test' in dataset.splits else []))
+  problems = []
+  for path in paths:
+    try:
+      data = tf.io.read_file(path)
+      tf.io.decode_image(data, channels=3, expand_animations=False)
+    except (tf.errors.OpError, OSError) as e:
+      reason = getattr(e, 'message', str(e)).strip().splitlines()[-1]
+      problems.append((path, f'does not decode: {reason}'))
+      continue
+    if not bool(looks_complete(data)):
+      problems.append((path, 'decodes, but lacks the end marker of a complete JPEG/PNG'))
+  return problems
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(
+      description='Checks that every image of an image_folder dataset decodes.')
+  parser.add_argument('--check', metavar='ROOT', required=True,
+                      help='the image_folder root to check')
+  args = parser.parse_args(argv)
+  problems = check_images(args.check)
+  for path, reason in problems:
+    print(f'{path}: {reason}')
+  print(f'{len(problems)} bad image(s) under {args.check}')
+  return 1 if problems else 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,49 @@
+"""The run's results.json: identity of the run plus every metric it produced.
+
+Reports and sweeps read these files alone, so writes are atomic and entries of
+the same evaluation (same protocol, trunk, layer, splits, fraction, pooling)
+replace each other instead of piling up.
+"""
+import json
+import os
+from typing import Dict, List
+
+_ENTRY_KEY = ("protocol", "trunk", "layer", "pooling", "train_split",
+              "eval_split", "fraction")
+
+
+def load(workdir: str) -> Dict:
+  path = os.path.join(workdir, "results.json")
+  if not os.path.exists(path):
+    return {"run": {}, "pretext": {}, "evaluations": []}
+  with open(path) as f:
+    return json.load(f)
+
+
+def _key(entry):
+  return tuple(entry.get(k) for k in _ENTRY_KEY)
+
+
+def has_entry(results: Dict, **match) -> bool:
+  return any(all(e.get(k) == v for k, v in match.items())
+             for e in results.get("evaluations", []))
+
+
+def update(workdir: str, *, run: Dict = None, pretext: Dict = None,
+           evaluations: List[Dict] = ()) -> Dict:
+  """Merges into workdir/results.json (atomically) and returns the document."""
+  results = load(workdir)
+  if run:
+    results["run"].update(run)
+  if pretext:
+    results["pretext"].update(pretext)
+  by_key = {_key(e): e for e in results["evaluations"]}
+  for e in evaluations:
+    by_key[_key(e)] = e
+  results["evaluations"] = list(by_key.values())
+  path = os.path.join(workdir, "results.json")
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(results, f, indent=2, sort_keys=False)
+  os.replace(tmp, path)
+  return results

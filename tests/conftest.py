@@ -1,0 +1,22 @@
+"""Shared test setup: repo root on sys.path, quiet TF, two logical CPU devices.
+
+Two logical CPUs let any test build a 2-replica MirroredStrategy on a laptop or
+CI box; they must be configured before TensorFlow initialises its devices, which
+is why this happens at import time of the conftest.
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for _path in (ROOT, os.path.join(ROOT, "tests")):  # tests/: shared fakes
+  if _path not in sys.path:
+    sys.path.insert(0, _path)
+
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)

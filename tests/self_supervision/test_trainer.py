@@ -1,0 +1,87 @@
+"""The training loop: checkpoints, resume, NaN handling, distribution."""
+import os
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import fake_data
+from self_supervision import task as task_lib
+from self_supervision import trainer as trainer_lib
+
+PP = ("rotation.pp_train = 'decode|resize(16)|value_range(-1, 1)|rotate'\n"
+      "rotation.pp_eval = 'decode|resize(16)|value_range(-1, 1)'\n"
+      "get_model.name = 'resnet50_v2'\n"
+      "get_model.width = 1\n")
+
+
+@pytest.fixture(autouse=True)
+def _gin():
+  task_lib.task_names()
+  gin.clear_config()
+  gin.parse_config(PP)
+  yield
+  gin.clear_config()
+
+
+def _trainer(workdir, strategy=None, **kwargs):
+  dataset = fake_data.InMemoryDataset(num_train=40, num_val=8, num_test=8)
+  task = task_lib.get_task("rotation", num_classes=dataset.num_classes)
+  settings = dict(batch_size=4, epochs=1, warmup_epochs=0, decay_epochs=[],
+                  steps_per_loop=4, checkpoint_secs=1e9, log=lambda _: None)
+  settings.update(kwargs)
+  return trainer_lib.Trainer(task, dataset, str(workdir),
+                             strategy or tf.distribute.get_strategy(),
+                             seed=0, **settings)
+
+
+def test_checkpoint_resume_nan_and_continue(tmp_path):
+  trainer = _trainer(tmp_path)
+  assert trainer.total_steps == 10  # 40 images / batch 4, one epoch
+  assert trainer.train() == 10
+  assert os.path.basename(trainer.manager.latest_checkpoint) == "ckpt-10"
+  assert os.path.isdir(tmp_path / "summaries")
+  weights = [v.numpy() for v in trainer.model.trainable_variables]
+
+  # A new trainer on the same workdir (as a new process would) resumes at 10
+  # and, the run being finished, trains no further.
+  again = _trainer(tmp_path)
+  assert again.restore() == 10
+  assert again.train() == 10
+  for a, b in zip(weights, again.model.trainable_variables):
+    np.testing.assert_array_equal(a, b.numpy())
+
+  # A diverging continuation stops with an error naming the last good
+  # checkpoint, and writes nothing over it.
+  with gin.unlock_config():
+    gin.bind_parameter("scaled_learning_rate.base_lr", 1e30)
+  bad = _trainer(tmp_path, epochs=2)
+  with pytest.raises(FloatingPointError, match="ckpt-10"):
+    bad.train()
+  assert os.path.basename(bad.manager.latest_checkpoint) == "ckpt-10"
+
+  # With a sane LR, asking for more epochs continues from step 10 to the new
+  # total (the interrupted-run case).
+  with gin.unlock_config():
+    gin.bind_parameter("scaled_learning_rate.base_lr", 0.1)
+  longer = _trainer(tmp_path, epochs=2)
+  assert longer.restore() == 10
+  assert longer.train() == 20
+  assert os.path.basename(longer.manager.latest_checkpoint) == "ckpt-20"
+
+
+def test_batch_must_divide_between_replicas(tmp_path):
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  with pytest.raises(ValueError, match="multiple of 2"):
+    _trainer(tmp_path, strategy=strategy, batch_size=3)
+
+
+def test_two_replicas_train_and_evaluate(tmp_path):
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  trainer = _trainer(tmp_path, strategy=strategy, epochs=0.4)
+  assert trainer.train() == 4
+  metrics = trainer.evaluate_pretext()
+  assert 0.0 <= metrics["accuracy"] <= 1.0
+  # 8 val images x 4 rotations were all counted.
+  assert int(trainer.eval_metrics["accuracy"].count.numpy()) == 32

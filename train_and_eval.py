@@ -1,0 +1,206 @@
+r"""Trains a self-supervised model and evaluates its representation.
+
+  python train_and_eval.py --config=configs/demo_fashion_mnist.gin \
+      --workdir=/tmp/demo [--gin_bindings="train.epochs = 2"]
+
+Running it again on the same workdir resumes from the latest checkpoint; a
+finished run is not retrained and finished evaluations are not redone.
+"""
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import gin  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from datasets import registry as dataset_registry  # noqa: E402
+from evaluation import linear_eval  # noqa: E402
+from evaluation import results as results_lib  # noqa: E402
+from self_supervision import distribute  # noqa: E402
+from self_supervision import task as task_lib  # noqa: E402
+from self_supervision import trainer as trainer_lib  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("config", [], "Gin config file(s), applied in order.")
+flags.DEFINE_multi_string("gin_bindings", [],
+                          "Extra gin bindings, e.g. 'train.epochs = 2'.")
+flags.DEFINE_string("workdir", None, "Run directory (created if missing).")
+flags.DEFINE_enum("mode", "train_and_eval", ["train_and_eval", "train", "eval"],
+                  "What to run.")
+flags.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES),
+                  "tf.distribute strategy; 'auto' picks TPU/mirrored/default.")
+flags.DEFINE_string("tpu", None, "TPU name or grpc:// address (Cloud TPU).")
+flags.DEFINE_string("data_dir", None, "tfds data_dir (default: tfds default).")
+flags.DEFINE_string("manual_dir", None,
+                    "Where manually downloaded dataset archives/files are.")
+
+
+@gin.configurable("experiment")
+def experiment_settings(task: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
+                        seed: int = 0, linear_eval_enabled: bool = True,
+                        evaluate_random_init: bool = False):
+  """Top-level identity of a run: which task on which dataset, and its seed.
+
+  evaluate_random_init: also evaluate the trunk at initialisation (the paper's
+  "Rnd" baseline) with the same protocol, for comparison.
+  """
+  return dict(task=task, dataset=dataset, seed=seed,
+              linear_eval_enabled=linear_eval_enabled,
+              evaluate_random_init=evaluate_random_init)
+
+
+def _git_commit():
+  try:
+    root = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"],
+                         capture_output=True, text=True, timeout=10)
+    commit = out.stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "-C", root, "status", "--porcelain"],
+                           capture_output=True, text=True, timeout=10).stdout
+    return commit + ("-dirty" if dirty.strip() else "")
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+
+
+def _write_run_json(workdir, settings, strategy, started, finished=None):
+  import json  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  doc = dict(
+      command=" ".join([sys.executable] + sys.argv),
+      seed=settings["seed"], git_commit=_git_commit(),
+      versions=dict(python=platform.python_version(), tensorflow=tf.__version__,
+                    keras=keras.__version__, tfds=tfds.__version__,
+                    numpy=np.__version__, gin=gin.__version__
+                    if hasattr(gin, "__version__") else "unknown"),
+      device=dict(strategy=type(strategy).__name__,
+                  replicas=strategy.num_replicas_in_sync,
+                  devices=[d.name for d in tf.config.list_logical_devices()],
+                  host=platform.node()),
+      start_time=started, end_time=finished)
+  with open(os.path.join(workdir, "run.json"), "w") as f:
+    json.dump(doc, f, indent=2)
+
+
+def _now():
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _print_summary(results):
+  print("\n" + "=" * 72)
+  run = results.get("run", {})
+  print(f"Run: {run.get('task')} on {run.get('dataset')}, "
+        f"{run.get('architecture')} width {run.get('width')}, "
+        f"{run.get('steps')} steps")
+  pretext = results.get("pretext", {})
+  if pretext:
+    print(f"Pretext accuracy on {pretext.get('split')}: "
+          f"{100 * pretext.get('accuracy', float('nan')):.2f}%")
+  rows = results.get("evaluations", [])
+  if rows:
+    print(f"{'protocol':<14}{'trunk':<13}{'layer':<12}{'eval split':<11}"
+          f"{'top-1 %':>9}{'top-5 %':>9}")
+    for e in rows:
+      print(f"{e['protocol']:<14}{e['trunk']:<13}{e['layer']:<12}"
+            f"{e['eval_split']:<11}{e['top1']:>9.2f}{e['top5']:>9.2f}")
+  print("=" * 72)
+
+
+def run(workdir, mode, strategy, data_dir=None, manual_dir=None):
+  """One run: train (resumable), pretext eval, linear eval; writes the workdir."""
+  started = _now()
+  os.makedirs(workdir, exist_ok=True)
+  settings = experiment_settings()
+  dataset = dataset_registry.get_dataset(
+      settings["dataset"], data_dir=data_dir, manual_dir=manual_dir)
+  dataset.prepare()
+  task = task_lib.get_task(settings["task"], num_classes=dataset.num_classes)
+  _write_run_json(workdir, settings, strategy, started)
+
+  trainer = trainer_lib.Trainer(task, dataset, workdir, strategy,
+                                seed=settings["seed"])
+  if mode in ("train", "train_and_eval"):
+    step = trainer.train()
+  else:
+    step = trainer.restore()
+    if not trainer.manager.latest_checkpoint:
+      raise FileNotFoundError(
+          f"--mode=eval needs a checkpoint in {workdir}/checkpoints; train first.")
+  results = results_lib.update(workdir, run=dict(
+      task=task.name, dataset=dataset.name,
+      architecture=gin.query_parameter("get_model.name")
+      if _bound("get_model.name") else None,
+      width=gin.query_parameter("get_model.width")
+      if _bound("get_model.width") else None,
+      seed=settings["seed"], steps=step, total_steps=trainer.total_steps))
+  with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
+    f.write(gin.operative_config_str())
+
+  if mode in ("eval", "train_and_eval"):
+    if results.get("pretext", {}).get("step") != step:
+      print(f"Pretext evaluation on {trainer.eval_split} ...")
+      pretext = trainer.evaluate_pretext()
+      results = results_lib.update(workdir, pretext=dict(
+          split=trainer.eval_split, step=step, **pretext))
+      print(f"  pretext accuracy {100 * pretext['accuracy']:.2f}%")
+    if settings["linear_eval_enabled"]:
+      trunks = [("trained", trainer.model)]
+      if settings["evaluate_random_init"]:
+        trunks.append(("random_init", None))
+      for name, model in trunks:
+        trunk_id = f"{name}@{step}" if name == "trained" else name
+        if results_lib.has_entry(results, trunk=trunk_id,
+                                 protocol=linear_eval.PROTOCOL):
+          print(f"Linear evaluation of the {name} trunk already in results.json.")
+          continue
+        if model is None:
+          with strategy.scope():
+            model = trainer_lib.build_model(task, dataset, trainer.train_split,
+                                            settings["seed"])
+        print(f"Linear evaluation (L-BFGS) of the {name} trunk ...")
+        entries = linear_eval.evaluate(task, model, dataset, trunk=trunk_id,
+                                       strategy=strategy)
+        results = results_lib.update(workdir, evaluations=entries)
+  with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
+    f.write(gin.operative_config_str())
+  _write_run_json(workdir, settings, strategy, started, _now())
+  _print_summary(results)
+  return results
+
+
+def _bound(name):
+  try:
+    gin.query_parameter(name)
+    return True
+  except ValueError:
+    return False
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not FLAGS.workdir:
+    raise app.UsageError("--workdir is required (where checkpoints and results go).")
+  if not FLAGS.config:
+    raise app.UsageError("--config is required, e.g. configs/demo_fashion_mnist.gin.")
+  logging.set_verbosity(logging.WARNING)
+  task_lib.task_names()  # imports every task, so gin knows their configurables
+  gin.parse_config_files_and_bindings(FLAGS.config, FLAGS.gin_bindings)
+  strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
+  t0 = time.time()
+  run(FLAGS.workdir, FLAGS.mode, strategy, FLAGS.data_dir, FLAGS.manual_dir)
+  print(f"Total time {time.time() - t0:.0f}s. Workdir: {FLAGS.workdir}")
+
+
+if __name__ == "__main__":
+  app.run(main)
