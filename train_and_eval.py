@@ -26,6 +26,7 @@ from datasets import registry as dataset_registry  # noqa: E402
 from evaluation import linear_eval  # noqa: E402
 from evaluation import results as results_lib  # noqa: E402
 from self_supervision import distribute  # noqa: E402
+from self_supervision import export as export_lib  # noqa: E402  (issue #7)
 from self_supervision import task as task_lib  # noqa: E402
 from self_supervision import trainer as trainer_lib  # noqa: E402
 
@@ -131,6 +132,9 @@ def run(workdir, mode, strategy, data_dir=None, manual_dir=None):
                                 seed=settings["seed"])
   if mode in ("train", "train_and_eval"):
     step = trainer.train()
+    # --- TF-Hub export (issue #7; gin: hub_export.enabled/every_checkpoint) ---
+    export_lib.export_run(task, workdir, step, info=dict(dataset=dataset.name))
+    # --- end of TF-Hub export ---
   else:
     step = trainer.restore()
     if not trainer.manager.latest_checkpoint:
@@ -193,6 +197,8 @@ def main(argv):
     raise app.UsageError("--workdir is required (where checkpoints and results go).")
   if not FLAGS.config:
     raise app.UsageError("--config is required, e.g. configs/demo_fashion_mnist.gin.")
+  # Progress lines must show up at once even when piped to tee or a log file.
+  sys.stdout.reconfigure(line_buffering=True)
   logging.set_verbosity(logging.WARNING)
   task_lib.task_names()  # imports every task, so gin knows their configurables
   gin.parse_config_files_and_bindings(FLAGS.config, FLAGS.gin_bindings)

@@ -50,6 +50,10 @@ def get_task(name: str, **kwargs) -> "Task":
 def _import_builtin_tasks():
   # Imported here, not at module top, because each task module imports this one.
   from self_supervision import rotation  # pylint: disable=g-import-not-at-top,unused-import
+  from self_supervision import exemplar  # pylint: disable=g-import-not-at-top,unused-import
+  from self_supervision import supervised  # pylint: disable=g-import-not-at-top,unused-import
+  from self_supervision import jigsaw  # pylint: disable=g-import-not-at-top,unused-import
+  from self_supervision import relative_patch_location  # pylint: disable=g-import-not-at-top,unused-import
   del rotation
 
 
@@ -87,6 +91,22 @@ class Task(abc.ABC):
 
   def update_metrics(self, metrics, outputs):
     metrics["accuracy"].update_state(outputs["labels"], outputs["logits"])
+
+  def trunk(self, model: keras.Model) -> keras.Model:
+    """The trunk inside the trained network (what is exported and evaluated).
+
+    The trunk maps trunk inputs [B,H,W,3] to (logits, end_points).
+    """
+    return model
+
+  def scale_images(self, images: tf.Tensor) -> tf.Tensor:
+    """Images in [0, 1] (TF-Hub convention) -> the trunk's input scaling.
+
+    [B,H,W,3] -> [B,H,W,3]. The default matches `value_range(-1, 1)`; tasks
+    whose pipelines scale differently (e.g. per-patch standardization)
+    override it, so an exported module applies the same scaling as training.
+    """
+    return images * 2.0 - 1.0
 
   def representation(self, model: keras.Model, images: tf.Tensor):
     """End points of the frozen trunk for preprocessed `images` [B,H,W,3].
