@@ -33,11 +33,11 @@ def evaluate(task, model, dataset, *, trunk: str = "trained",
   """
   l2_grid = sorted(l2_grid or lr.DEFAULT_L2_GRID, reverse=True)
   t0 = time.time()
-  split_features = {}
-  for split in dict.fromkeys([train_split, val_split, eval_split]):
-    split_features[split] = representations.extract(
-        task, model, dataset, split, layers, batch_size=batch_size,
-        pooling=pooling, strategy=strategy, log=log)
+  extractor = representations.Extractor(task, model, layers, pooling=pooling,
+                                        strategy=strategy)
+  split_features = {
+      split: extractor(dataset, split, batch_size=batch_size, log=log)
+      for split in dict.fromkeys([train_split, val_split, eval_split])}
   t_extracted = time.time()
   num_classes = dataset.num_classes
   entries = []
