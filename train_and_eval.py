@@ -12,6 +12,7 @@ import platform
 import subprocess
 import sys
 import time
+from typing import Sequence
 
 from absl import app
 from absl import flags
@@ -26,7 +27,8 @@ from datasets import registry as dataset_registry  # noqa: E402
 from evaluation import linear_eval  # noqa: E402
 from evaluation import results as results_lib  # noqa: E402
 from self_supervision import distribute  # noqa: E402
-from self_supervision import export as export_lib  # noqa: E402  (issue #7)
+from evaluation import hub_trunk  # noqa: E402
+from self_supervision import export as export_lib  # noqa: E402
 from self_supervision import task as task_lib  # noqa: E402
 from self_supervision import trainer as trainer_lib  # noqa: E402
 
@@ -48,15 +50,19 @@ flags.DEFINE_string("manual_dir", None,
 @gin.configurable("experiment")
 def experiment_settings(task: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
                         seed: int = 0, linear_eval_enabled: bool = True,
-                        evaluate_random_init: bool = False):
+                        evaluate_random_init: bool = False,
+                        hub_modules: Sequence[str] = ()):
   """Top-level identity of a run: which task on which dataset, and its seed.
 
   evaluate_random_init: also evaluate the trunk at initialisation (the paper's
   "Rnd" baseline) with the same protocol, for comparison.
+  hub_modules: exported TF-Hub module paths (any run's export/hub/<step>, or
+  a module from elsewhere) to evaluate with the same protocol and dataset.
   """
   return dict(task=task, dataset=dataset, seed=seed,
               linear_eval_enabled=linear_eval_enabled,
-              evaluate_random_init=evaluate_random_init)
+              evaluate_random_init=evaluate_random_init,
+              hub_modules=list(hub_modules))
 
 
 def _git_commit():
@@ -132,9 +138,8 @@ def run(workdir, mode, strategy, data_dir=None, manual_dir=None):
                                 seed=settings["seed"])
   if mode in ("train", "train_and_eval"):
     step = trainer.train()
-    # --- TF-Hub export (issue #7; gin: hub_export.enabled/every_checkpoint) ---
+    # gin: hub_export.enabled / hub_export.every_checkpoint.
     export_lib.export_run(task, workdir, step, info=dict(dataset=dataset.name))
-    # --- end of TF-Hub export ---
   else:
     step = trainer.restore()
     if not trainer.manager.latest_checkpoint:
@@ -161,6 +166,7 @@ def run(workdir, mode, strategy, data_dir=None, manual_dir=None):
       trunks = [("trained", trainer.model)]
       if settings["evaluate_random_init"]:
         trunks.append(("random_init", None))
+      trunks += [(f"hub:{path}", path) for path in settings["hub_modules"]]
       for name, model in trunks:
         trunk_id = f"{name}@{step}" if name == "trained" else name
         if results_lib.has_entry(results, trunk=trunk_id,
@@ -172,8 +178,14 @@ def run(workdir, mode, strategy, data_dir=None, manual_dir=None):
             model = trainer_lib.build_model(task, dataset, trainer.train_split,
                                             settings["seed"])
         print(f"Linear evaluation (L-BFGS) of the {name} trunk ...")
-        entries = linear_eval.evaluate(task, model, dataset, trunk=trunk_id,
-                                       strategy=strategy)
+        if name.startswith("hub:"):
+          # A module brings its own trunk; features come through its signatures.
+          entries = linear_eval.evaluate(hub_trunk.HubTrunk(model), None,
+                                         dataset, trunk=trunk_id,
+                                         strategy=strategy)
+        else:
+          entries = linear_eval.evaluate(task, model, dataset, trunk=trunk_id,
+                                         strategy=strategy)
         results = results_lib.update(workdir, evaluations=entries)
   with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
     f.write(gin.operative_config_str())

@@ -27,11 +27,12 @@ else
 fi
 
 STAMP="$ROOT/.venv/.requirements.sha"
-WANT="$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)"
+WANT="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-nodeps.txt" | sha256sum | cut -d' ' -f1)"
 if [ -n "${SSL_PYTHON:-}" ] || [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "[setup] installing requirements.txt (first time: a few minutes) ..."
   "$PY" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
   "$PY" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements.txt"
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps -r "$ROOT/requirements-nodeps.txt"
   [ -z "${SSL_PYTHON:-}" ] && echo "$WANT" > "$STAMP"
 fi
 export PY

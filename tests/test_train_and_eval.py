@@ -87,9 +87,24 @@ def test_train_and_eval_writes_the_workdir_contract_and_resumes(tmp_path):
     assert 0.0 <= e["top1"] <= e["top5"] <= 100.0
     assert e["hyperparameters"]["l2"] in (0.1, 0.001)
 
-  # Same command again: nothing is retrained or re-evaluated.
-  second = _run(args)
+  hub_dir = workdir / "export" / "hub" / "4"
+  assert (hub_dir / "saved_model.pb").exists()
+
+  # Same command again, now also evaluating the exported module: nothing is
+  # retrained or re-evaluated, and the module's features give the same
+  # classifier as the trained trunk's.
+  second = _run(args + [f"--gin_bindings=experiment.hub_modules = ['{hub_dir}']"])
   assert second.returncode == 0, second.stderr[-3000:]
   assert "Training already finished (4/4 steps)" in second.stdout
   assert "already in results.json" in second.stdout
-  assert json.loads((workdir / "results.json").read_text()) == results
+  again = json.loads((workdir / "results.json").read_text())
+  assert again["pretext"] == results["pretext"]
+  hub_entries = {e["layer"]: e for e in again["evaluations"]
+                 if e["trunk"] == f"hub:{hub_dir}"}
+  assert set(hub_entries) == {"pre_logits", "block1"}
+  for layer, entry in hub_entries.items():
+    trained = evals[("trained@4", layer)]
+    assert entry["top1"] == pytest.approx(trained["top1"])
+    assert entry["hyperparameters"]["l2"] == trained["hyperparameters"]["l2"]
+  for e in results["evaluations"]:
+    assert e in again["evaluations"]
