@@ -187,6 +187,10 @@ class Trainer:
     """Trains to `total_steps` (resuming if possible); returns the final step."""
     start = self.restore()
     if start >= self.total_steps:
+      if not self.manager.latest_checkpoint:
+        # A 0-step run (the random-init baseline) saves its initialisation,
+        # which eval mode and the export read like any other checkpoint.
+        self.manager.save(checkpoint_number=start)
       self.log(f"Training already finished ({start}/{self.total_steps} steps).")
       return start
     self.log(f"Training {self.task.name} for {self.total_steps} steps "

@@ -1,0 +1,170 @@
+"""Exemplar (Dosovitskiy et al. 2014), in the triplet form of SPEC §2.
+
+Every source image becomes n (8) independently augmented copies: grayscale
+with probability 2/3 decided once for the image, then n inception-style crops,
+then per-crop standardization. The trunk's logits are an embedding (1000-d);
+the copies of one image are positives of each other and every other image of
+the replica's batch is a negative, under a semi-hard triplet loss (margin 0.5).
+
+Pretext evaluation applies the TRAINING augmentation to the held-out images
+(seeded per example, so it is deterministic): with evaluation preprocessing the
+n copies would be identical central crops and the pretext trivially solved.
+Its `accuracy` is the fraction of copies whose nearest other copy in the batch
+comes from the same source image (chance: (n-1) / (n*B - 1) for B images).
+"""
+import collections
+from typing import Optional
+
+import gin
+import keras
+import tensorflow as tf
+
+import models
+from datasets import preprocess_registry
+from self_supervision import task as task_lib
+from self_supervision import triplet_loss
+
+NORMALIZATIONS = ("per_example", "across_batch", "none")
+
+
+@preprocess_registry.register("as_training")
+def get_as_training(pipeline: str, *, training: bool):
+  """Op: runs `pipeline` with its training behaviour, also in evaluation.
+
+  For pretext tasks defined by random augmentation (exemplar), whose held-out
+  accuracy only means something on augmented copies. Randomness comes from
+  features['_rng'], which the input pipeline sets from the example's position,
+  so an evaluation pass still sees the same copies every time.
+  """
+  del training
+  if not isinstance(pipeline, str):
+    raise ValueError(f"as_training takes a pipeline string, e.g. "
+                     f"as_training('inception_patches(8, 224)'); got {pipeline!r}.")
+  return preprocess_registry.get_preprocess_fn(pipeline, training=True)
+
+
+def _copies_in(pipeline: str):
+  """n of the pipeline's `inception_patches(n, ...)` op, or None without one."""
+  for name, args, kwargs in preprocess_registry.parse_pipeline(pipeline):
+    if name == "inception_patches":
+      return kwargs.get("n", args[0] if args else None)
+  return None
+
+
+def normalize_embeddings(embeddings: tf.Tensor, normalization: str) -> tf.Tensor:
+  """[N, D] -> [N, D] under one of NORMALIZATIONS.
+
+  'per_example': each row has unit L2 norm (SPEC). 'across_batch': each
+  column (dimension) has unit L2 norm over the batch, as the reference code's
+  `tf.nn.l2_normalize(logits, axis=0)` did. 'none': unchanged.
+  """
+  if normalization == "per_example":
+    return tf.math.l2_normalize(embeddings, axis=1)
+  if normalization == "across_batch":
+    return tf.math.l2_normalize(embeddings, axis=0)
+  if normalization == "none":
+    return embeddings
+  raise ValueError(f"Unknown exemplar normalization {normalization!r}; use one "
+                   f"of {', '.join(NORMALIZATIONS)}.")
+
+
+def fold_copies(images: tf.Tensor):
+  """[B, n, H, W, C] copies -> ([B*n, H, W, C], labels int32 [B*n]).
+
+  Row i*n + j is copy j of image i, labelled i: the image's position within
+  this (per-replica) batch, so labels are only unique within the batch, which
+  is exactly where triplets are mined.
+  """
+  if images.shape.rank != 5:
+    raise ValueError(
+        f"exemplar expects batches of copies [B, n, H, W, C]; got shape "
+        f"{images.shape}. End exemplar.pp_train with a multi-copy op, e.g. "
+        f"'decode|to_gray(2/3)|inception_patches(8, 224)|standardize'.")
+  shape = tf.shape(images)
+  folded = tf.reshape(images, tf.concat([[-1], shape[2:]], axis=0))
+  labels = tf.repeat(tf.range(shape[0], dtype=tf.int32), shape[1])
+  return folded, labels
+
+
+@task_lib.register("exemplar")
+@gin.configurable("exemplar", denylist=["num_classes"])
+class Exemplar(task_lib.Task):
+  """Exemplar task; gin configures it as `exemplar.<argument>`.
+
+  pp_pretext_eval defaults to `as_training(<pp_train>)`; pp_eval is the
+  representation pipeline (standardized like the training crops, whereas the
+  reference code evaluated on [-1, 1] values).
+  """
+  copies_per_example = 8
+
+  def __init__(self, *, num_classes: int,
+               pp_train: str = "decode|to_gray(2/3)|inception_patches(8, 224)|standardize",
+               pp_eval: str = "decode|resize_small(256)|central_crop(224)|standardize",
+               pp_pretext_eval: Optional[str] = None,
+               embedding_size: int = 1000, margin: float = 0.5,
+               normalization: str = "per_example",
+               distance: str = "squared_l2"):
+    super().__init__(num_classes=num_classes)
+    if normalization not in NORMALIZATIONS:
+      raise ValueError(f"exemplar.normalization must be one of "
+                       f"{', '.join(NORMALIZATIONS)}; got {normalization!r}.")
+    if distance not in triplet_loss.DISTANCES:
+      raise ValueError(f"exemplar.distance must be one of "
+                       f"{', '.join(triplet_loss.DISTANCES)}; got {distance!r}.")
+    if not isinstance(embedding_size, int) or embedding_size <= 0:
+      raise ValueError(f"exemplar.embedding_size must be a positive int; got "
+                       f"{embedding_size!r}.")
+    if margin < 0:
+      raise ValueError(f"exemplar.margin must be >= 0; got {margin!r}.")
+    copies = _copies_in(pp_train)
+    if copies is not None:
+      self.copies_per_example = copies
+    self.embedding_size, self.margin = embedding_size, float(margin)
+    self.normalization, self.distance = normalization, distance
+    self._pp = {
+        task_lib.TRAIN: pp_train,
+        task_lib.PRETEXT_EVAL: pp_pretext_eval or f"as_training({pp_train!r})",
+        task_lib.REPRESENTATION: pp_eval,
+    }
+
+  def preprocess(self, mode):
+    return self._pp[mode]
+
+  def build_model(self):
+    return models.get_model(num_classes=self.embedding_size)
+
+  def scale_images(self, images):
+    # Standardization ignores the value range, so [0, 1] inputs map to exactly
+    # what the `standardize` op gives the trunk.
+    return tf.image.per_image_standardization(images)
+
+  def compute_loss(self, model, batch, training):
+    """Batch 'image' [B, n, H, W, C] -> (per-copy loss shares [B*n], outputs).
+
+    The shares average to this replica's triplet loss (see
+    `triplet_loss.semihard_triplet_loss_per_anchor`), so the trainer's
+    `tf.nn.compute_average_loss` gives the mean of the replicas' losses.
+    """
+    images, labels = fold_copies(batch["image"])
+    if training and batch["image"].shape[0] == 1:
+      raise ValueError(
+          "exemplar needs at least 2 source images per replica to have "
+          "negatives; raise train.batch_size to at least 2 x the replicas.")
+    logits, _ = model(images, training=training)
+    embeddings = normalize_embeddings(logits, self.normalization)
+    per_copy = triplet_loss.semihard_triplet_loss_per_anchor(
+        labels, embeddings, self.margin, self.distance)
+    nn_correct = triplet_loss.nearest_neighbour_correct(
+        labels, embeddings, self.distance)
+    return per_copy, {"labels": labels, "embeddings": embeddings,
+                      "per_copy_loss": per_copy, "nn_correct": nn_correct}
+
+  def make_metrics(self):
+    return collections.OrderedDict(
+        # 'accuracy' is the pretext accuracy every task reports.
+        accuracy=keras.metrics.Mean(name="accuracy"),
+        triplet_loss=keras.metrics.Mean(name="triplet_loss"))
+
+  def update_metrics(self, metrics, outputs):
+    metrics["accuracy"].update_state(outputs["nn_correct"])
+    metrics["triplet_loss"].update_state(outputs["per_copy_loss"])

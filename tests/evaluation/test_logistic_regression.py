@@ -1,0 +1,235 @@
+"""Tests for evaluation/logistic_regression.py against known answers and sklearn."""
+
+import warnings
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from evaluation import logistic_regression as lr
+
+
+def _overlapping_classes(n=2000, dim=64, classes=5, seed=0, scale_spread=0.0):
+  """Gaussian classes with overlapping means; optionally badly scaled columns."""
+  rng = np.random.default_rng(seed)
+  means = 0.3 * rng.normal(size=(classes, dim))
+  y = rng.integers(0, classes, n)
+  x = means[y] + rng.normal(size=(n, dim))
+  if scale_spread:
+    x = (x + rng.uniform(0, 5, dim)) * 10.0**rng.uniform(-scale_spread, scale_spread,
+                                                         dim)
+  return x.astype(np.float32), y
+
+
+def _objective64(weights, bias, x, y, l2):
+  """J of the module docstring, in float64, for raw features x."""
+  logits = x.astype(np.float64) @ weights.astype(np.float64) + bias
+  logits -= logits.max(axis=1, keepdims=True)
+  log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+  return -log_probs[np.arange(len(y)), y].mean() + 0.5 * l2 * np.sum(
+      weights.astype(np.float64)**2)
+
+
+def _sklearn(x, y, l2, tol=1e-8):
+  # sklearn minimises C * sum_i CE_i + ||W||^2 / 2 = C * N * J, so C = 1/(l2 N).
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    return LogisticRegression(C=1.0 / (l2 * len(y)), tol=tol, max_iter=2000).fit(x, y)
+
+
+@pytest.fixture(scope="module")
+def overlapping():
+  return _overlapping_classes()
+
+
+def test_separable_problem_is_solved_with_correct_signs():
+  rng = np.random.default_rng(3)
+  # Class c is the one whose own feature is largest; feature 3 is pure noise.
+  y = rng.integers(0, 3, 300)
+  x = rng.uniform(0.0, 1.0, size=(300, 4))
+  x[np.arange(300), y] += 1.5
+  model = lr.fit(x.astype(np.float32), y, 3, l2=1e-3, tol=1e-5)
+  assert lr.accuracy(model, x, y) == 1.0
+  w = model.weights
+  for c in range(3):
+    # A class's own feature raises its logit relative to every other class.
+    assert all(w[c, c] > w[c, other] for other in range(3) if other != c)
+  assert np.abs(w[3]).max() < 0.2 * np.abs(w[:3]).max()
+
+
+def test_matches_sklearn_on_raw_features(overlapping):
+  x, y = overlapping
+  l2 = 1e-2
+  ours = lr.fit(x, y, 5, l2=l2, standardize=False, tol=1e-6)
+  ref = _sklearn(x, y, l2)
+  ref_objective = _objective64(ref.coef_.T, ref.intercept_, x, y, l2)
+  our_objective = _objective64(ours.weights, ours.bias, x, y, l2)
+  assert ours.converged
+  assert abs(our_objective - ref_objective) <= 1e-4 * ref_objective
+  assert abs(ours.objective - ref_objective) <= 1e-4 * ref_objective
+  assert abs(lr.accuracy(ours, x, y) - ref.score(x, y)) <= 0.005
+  np.testing.assert_allclose(ours.weights, ref.coef_.T, atol=1e-3)
+
+
+def test_standardized_fit_matches_sklearn_after_standard_scaler(overlapping):
+  x, y = overlapping
+  l2 = 1e-3
+  ours = lr.fit(x, y, 5, l2=l2, tol=1e-6)
+  scaler = StandardScaler().fit(x)
+  ref = _sklearn(scaler.transform(x), y, l2)
+  ref_objective = _objective64(ref.coef_.T, ref.intercept_, scaler.transform(x), y, l2)
+  assert abs(ours.objective - ref_objective) <= 1e-4 * ref_objective
+  # The folded model acts on raw features exactly like sklearn's pipeline.
+  np.testing.assert_allclose(lr.predict_logits(ours, x)[:, 1:] -
+                             lr.predict_logits(ours, x)[:, :1],
+                             ref.decision_function(scaler.transform(x))[:, 1:] -
+                             ref.decision_function(scaler.transform(x))[:, :1],
+                             atol=1e-2)
+  np.testing.assert_allclose(ours.feature_mean, scaler.mean_, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(ours.feature_scale, scaler.scale_, rtol=1e-5)
+
+
+def test_standardization_fixes_badly_scaled_features():
+  x, y = _overlapping_classes(n=1500, dim=32, seed=1, scale_spread=2.0)
+  l2 = 1e-2
+  raw = lr.fit(x, y, 5, l2=l2, standardize=False, max_iter=150)
+  std = lr.fit(x, y, 5, l2=l2, max_iter=150)
+  ref = _sklearn(StandardScaler().fit_transform(x), y, l2)
+  assert std.converged and not raw.converged
+  assert std.iterations < 60
+  assert abs(lr.accuracy(std, x, y) -
+             ref.score(StandardScaler().fit_transform(x), y)) <= 0.005
+
+
+def test_constant_features_are_harmless(overlapping):
+  x, y = overlapping
+  x = np.concatenate([x, np.zeros([len(y), 2], np.float32),
+                      np.full([len(y), 1], 7.0, np.float32)], axis=1)
+  model = lr.fit(x, y, 5, l2=1e-2)
+  assert model.converged
+  np.testing.assert_array_equal(model.feature_scale[-3:], 1.0)
+  assert np.all(np.isfinite(model.weights)) and np.all(np.isfinite(model.bias))
+
+
+def test_chunked_fit_equals_in_memory_fit(overlapping, tmp_path):
+  x, y = overlapping
+  path = tmp_path / "features.f32"
+  memmap = np.memmap(path, dtype=np.float32, mode="w+", shape=x.shape)
+  memmap[:] = x
+  memmap.flush()
+  on_disk = np.memmap(path, dtype=np.float32, mode="r", shape=x.shape)
+  dense = lr.fit(x, y, 5, l2=1e-2, tol=1e-5)
+  chunked = lr.fit(lr.ChunkedFeatures(on_disk, 300), y, 5, l2=1e-2, tol=1e-5)
+  assert dense.converged and chunked.converged
+  assert chunked.iterations == dense.iterations
+  scale = np.abs(dense.weights).max()
+  np.testing.assert_allclose(chunked.weights, dense.weights, atol=1e-5 * scale)
+  np.testing.assert_allclose(chunked.bias, dense.bias, atol=1e-5 * scale)
+  np.testing.assert_allclose(lr.predict_logits(dense, lr.ChunkedFeatures(on_disk, 700)),
+                             lr.predict_logits(dense, x), rtol=1e-5, atol=1e-5)
+  assert lr.accuracy(dense, lr.ChunkedFeatures(on_disk, 700), y) == lr.accuracy(
+      dense, x, y)
+
+
+def test_row_blocking_does_not_change_the_fit(overlapping):
+  x, y = overlapping
+  assert lr.default_block_rows(64) >= len(y)  # the default is one block here
+  whole = lr.fit(x, y, 5, l2=1e-2, tol=1e-5)
+  blocked = lr.fit(x, y, 5, l2=1e-2, tol=1e-5, block_rows=300)  # 6 full + 1 partial
+  assert blocked.iterations == whole.iterations
+  scale = np.abs(whole.weights).max()
+  np.testing.assert_allclose(blocked.weights, whole.weights, atol=1e-5 * scale)
+  np.testing.assert_allclose(blocked.objective, whole.objective, rtol=1e-6)
+  with pytest.raises(ValueError, match="block_rows"):
+    lr.fit(x, y, 5, block_rows=0)
+
+
+def test_tensor_inputs_and_determinism(overlapping):
+  x, y = overlapping
+  a = lr.fit(x, y, 5, l2=1e-2, tol=1e-5)
+  b = lr.fit(tf.constant(x), tf.constant(y), 5, l2=1e-2, tol=1e-5)
+  np.testing.assert_array_equal(a.weights, b.weights)
+  np.testing.assert_array_equal(a.bias, b.bias)
+  assert a.iterations == b.iterations
+
+
+def test_accuracy_top_k(overlapping):
+  x, y = overlapping
+  model = lr.fit(x, y, 5, l2=1e-2, tol=1e-4)
+  logits = lr.predict_logits(model, x)
+  assert logits.shape == (2000, 5)
+  assert lr.accuracy(model, x, y) == np.mean(np.argmax(logits, axis=1) == y)
+  top2 = np.argsort(-logits, axis=1)[:, :2]
+  assert lr.accuracy(model, x, y, k=2) == np.mean((top2 == y[:, None]).any(axis=1))
+  assert lr.accuracy(model, x, y, k=5) == 1.0
+
+
+def test_warm_start_from_solution_converges_immediately(overlapping):
+  x, y = overlapping
+  first = lr.fit(x, y, 5, l2=1e-2, tol=1e-5)
+  again = lr.fit(x, y, 5, l2=1e-2, tol=1e-5, init=first)
+  assert again.iterations <= 2
+  np.testing.assert_allclose(again.weights, first.weights, atol=1e-4)
+
+
+def test_grid_search_picks_best_validation_l2_and_warm_start_saves_work(overlapping):
+  x, y = overlapping
+  train_x, train_y, val_x, val_y = x[:1000], y[:1000], x[1000:], y[1000:]
+  grid = (1e-4, 1e-1, 1e-2, 1e-3)  # unsorted on purpose
+  lines = []
+  result = lr.grid_search(train_x, train_y, val_x, val_y, 5, l2_grid=grid, tol=1e-5,
+                          log=lines.append)
+  accs = result["val_top1_by_l2"]
+  assert sorted(accs) == sorted(grid) and len(lines) == 4
+  best = max(accs.values())
+  assert result["best_l2"] == max(l2 for l2, acc in accs.items() if acc == best)
+  assert result["model"].l2 == result["best_l2"]
+  assert lr.accuracy(result["model"], val_x, val_y) == best
+  # On this overlapping problem strong regularisation must win over 1e-4.
+  assert accs[1e-4] < best
+
+  cold = {l2: lr.fit(train_x, train_y, 5, l2=l2, tol=1e-5) for l2 in grid}
+  best_cold = cold[result["best_l2"]]
+  # Warm starts change the path, not the optimum.
+  assert abs(result["model"].objective -
+             best_cold.objective) <= 1e-5 * best_cold.objective
+  assert sum(result["iterations_by_l2"].values()) < sum(
+      m.iterations for m in cold.values())
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda x, y: (x, np.where(y == 0, 5, y)), r"outside \[0, 5\)"),
+    (lambda x, y: (x, y - 1), r"outside \[0, 5\)"),
+    (lambda x, y: (np.where(np.arange(len(y))[:, None] == 7, np.nan, x), y),
+     "NaN or Inf .*row 7"),
+    (lambda x, y: (x, y[:-1]), "one label per feature row"),
+    (lambda x, y: (x, y.astype(np.float32)), "integer dtype"),
+    (lambda x, y: (x[:, :, None], y), r"matrix \[N, D\]"),
+    (lambda x, y: (x, np.eye(5)[y].astype(np.int64)), "one-hot"),
+])
+def test_invalid_inputs_raise(overlapping, mutate, match):
+  x, y = mutate(*overlapping)
+  with pytest.raises(ValueError, match=match):
+    lr.fit(x, y, 5)
+
+
+def test_invalid_chunked_and_settings_raise(overlapping):
+  x, y = overlapping
+  bad = x.copy()
+  bad[1234, 3] = np.inf
+  with pytest.raises(ValueError, match="row 1234"):
+    lr.fit(lr.ChunkedFeatures(bad, 500), y, 5)
+  with pytest.raises(ValueError, match="chunk_size"):
+    lr.ChunkedFeatures(x, 0)
+  with pytest.raises(ValueError, match="l2"):
+    lr.fit(x, y, 5, l2=-1.0)
+  with pytest.raises(ValueError, match="num_classes"):
+    lr.fit(x, np.zeros_like(y), 1)
+  with pytest.raises(ValueError, match="same shape"):
+    lr.fit(x[:, :10], y, 5, init=lr.fit(x[:, :8], y, 5, max_iter=1))
+  with pytest.raises(ValueError, match="columns"):
+    lr.grid_search(x, y, x[:, :10], y, 5)
+  with pytest.raises(ValueError, match="l2_grid is empty"):
+    lr.grid_search(x, y, x, y, 5, l2_grid=())
