@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import strategies
+
 import fake_data
 from evaluation import hub_trunk
 from evaluation import linear_eval
@@ -190,7 +192,7 @@ def test_patch_module_features_equal_the_models(patch_run):
   assert got[0]["after_root"].shape == (10, 256)
   assert got[0]["logits"].shape == (10, 5)
   # Under two replicas, as the evaluator runs on several devices.
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  strategy = strategies.two_replicas()
   got = representations.extract(module, None, run["dataset"], "test", LAYERS,
                                 batch_size=4, strategy=strategy,
                                 log=lambda _: None)

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import strategies
+
 import models
 
 
@@ -13,7 +15,7 @@ def _images(batch, size, seed=0):
 
 
 def _strategy():
-  return tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+  return strategies.two_replicas()
 
 
 # Tracing a replicated ResNet50/RevNet50 step costs about a minute on 2 CPU

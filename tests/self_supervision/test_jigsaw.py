@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import strategies
+
 from datasets import registry
 from self_supervision import jigsaw
+from self_supervision import patch_task
 from self_supervision import permutations
 from self_supervision import task as task_lib
 from self_supervision import trainer as trainer_lib
@@ -101,7 +104,7 @@ class ZeroHead(keras.layers.Layer):
 
 def test_replicas_draw_the_same_permutations_once_per_step():
   task = task_lib.get_task("jigsaw", num_classes=10)
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  strategy = strategies.two_replicas()
   with strategy.scope():
     network = jigsaw.JigsawNetwork(PatchIndexTrunk(), ZeroHead(), draw_seed=5)
 
@@ -149,7 +152,6 @@ def test_bad_settings():
     task_lib.get_task("jigsaw", num_classes=10, num_permutations=64)
   task = task_lib.get_task("jigsaw", num_classes=10)
   with pytest.raises(ValueError, match="Jigsaw.build_model"):
-    from self_supervision import patch_task  # pylint: disable=g-import-not-at-top
     task.compute_loss(patch_task.PatchNetwork(PatchIndexTrunk(), RecordingHead(100)),
                       _batch(), training=True)
 

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import strategies
+
 import fake_data
 from self_supervision import task as task_lib
 from self_supervision import trainer as trainer_lib
@@ -72,13 +74,13 @@ def test_checkpoint_resume_nan_and_continue(tmp_path):
 
 
 def test_batch_must_divide_between_replicas(tmp_path):
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  strategy = strategies.two_replicas()
   with pytest.raises(ValueError, match="multiple of 2"):
     _trainer(tmp_path, strategy=strategy, batch_size=3)
 
 
 def test_two_replicas_train_and_evaluate(tmp_path):
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  strategy = strategies.two_replicas()
   trainer = _trainer(tmp_path, strategy=strategy, epochs=0.4)
   assert trainer.train() == 4
   metrics = trainer.evaluate_pretext()

@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import strategies
+
 from self_supervision import triplet_loss
 
 
@@ -97,7 +99,7 @@ def test_batch_without_negatives_or_positives_is_zero():
 def test_shares_average_to_loss_under_two_replicas():
   # The trainer's tf.nn.compute_average_loss divides by (N * replicas); the
   # all-reduced sum must be the mean of the replicas' triplet losses.
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  strategy = strategies.two_replicas()
   rng = np.random.RandomState(3)
   labels = np.repeat(np.arange(3), 4)
   data = rng.randn(2, 12, 6).astype(np.float32)
