@@ -24,10 +24,10 @@ import gin  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from datasets import registry as dataset_registry  # noqa: E402
-from evaluation import linear_eval  # noqa: E402
+from evaluation import protocols as protocols_lib  # noqa: E402
 from evaluation import results as results_lib  # noqa: E402
 from self_supervision import distribute  # noqa: E402
-from evaluation import hub_trunk  # noqa: E402
+from evaluation import trunks as trunks_lib  # noqa: E402
 from self_supervision import export as export_lib  # noqa: E402
 from self_supervision import task as task_lib  # noqa: E402
 from self_supervision import trainer as trainer_lib  # noqa: E402
@@ -51,18 +51,22 @@ flags.DEFINE_string("manual_dir", None,
 def experiment_settings(task: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
                         seed: int = 0, linear_eval_enabled: bool = True,
                         evaluate_random_init: bool = False,
-                        hub_modules: Sequence[str] = ()):
+                        hub_modules: Sequence[str] = (),
+                        protocols: Sequence[str] = ("linear_lbfgs",)):
   """Top-level identity of a run: which task on which dataset, and its seed.
 
   evaluate_random_init: also evaluate the trunk at initialisation (the paper's
   "Rnd" baseline) with the same protocol, for comparison.
   hub_modules: exported TF-Hub module paths (any run's export/hub/<step>, or
   a module from elsewhere) to evaluate with the same protocol and dataset.
+  protocols: evaluation protocols run on every trunk (evaluation/protocols.py:
+  linear_lbfgs, linear_sgd, mlp_sgd, linear_sgd_features, mlp_sgd_features).
   """
   return dict(task=task, dataset=dataset, seed=seed,
               linear_eval_enabled=linear_eval_enabled,
               evaluate_random_init=evaluate_random_init,
-              hub_modules=list(hub_modules))
+              hub_modules=list(hub_modules),
+              protocols=protocols_lib.check_protocols(protocols))
 
 
 def _git_commit():
@@ -113,13 +117,8 @@ def _print_summary(results):
   if pretext:
     print(f"Pretext accuracy on {pretext.get('split')}: "
           f"{100 * pretext.get('accuracy', float('nan')):.2f}%")
-  rows = results.get("evaluations", [])
-  if rows:
-    print(f"{'protocol':<14}{'trunk':<13}{'layer':<12}{'eval split':<11}"
-          f"{'top-1 %':>9}{'top-5 %':>9}")
-    for e in rows:
-      print(f"{e['protocol']:<14}{e['trunk']:<13}{e['layer']:<12}"
-            f"{e['eval_split']:<11}{e['top1']:>9.2f}{e['top5']:>9.2f}")
+  if results.get("evaluations"):
+    print(results_lib.format_table(results["evaluations"]))
   print("=" * 72)
 
 
@@ -162,36 +161,38 @@ def run(workdir, mode, strategy, data_dir=None, manual_dir=None):
       results = results_lib.update(workdir, pretext=dict(
           split=trainer.eval_split, step=step, **pretext))
       print(f"  pretext accuracy {100 * pretext['accuracy']:.2f}%")
-    if settings["linear_eval_enabled"]:
-      trunks = [("trained", trainer.model)]
-      if settings["evaluate_random_init"]:
-        trunks.append(("random_init", None))
-      trunks += [(f"hub:{path}", path) for path in settings["hub_modules"]]
-      for name, model in trunks:
-        trunk_id = f"{name}@{step}" if name == "trained" else name
-        if results_lib.has_entry(results, trunk=trunk_id,
-                                 protocol=linear_eval.PROTOCOL):
-          print(f"Linear evaluation of the {name} trunk already in results.json.")
-          continue
-        if model is None:
-          with strategy.scope():
-            model = trainer_lib.build_model(task, dataset, trainer.train_split,
-                                            settings["seed"])
-        print(f"Linear evaluation (L-BFGS) of the {name} trunk ...")
-        if name.startswith("hub:"):
-          # A module brings its own trunk; features come through its signatures.
-          entries = linear_eval.evaluate(hub_trunk.HubTrunk(model), None,
-                                         dataset, trunk=trunk_id,
-                                         strategy=strategy)
-        else:
-          entries = linear_eval.evaluate(task, model, dataset, trunk=trunk_id,
-                                         strategy=strategy)
-        results = results_lib.update(workdir, evaluations=entries)
+    protocols = settings["protocols"] if settings["linear_eval_enabled"] else []
+    if protocols:
+      evaluate_trunks(task, dataset, trainer, step, settings, workdir, strategy,
+                      protocols)
+    results = results_lib.load(workdir)
   with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
     f.write(gin.operative_config_str())
   _write_run_json(workdir, settings, strategy, started, _now())
   _print_summary(results)
   return results
+
+
+def evaluate_trunks(task, dataset, trainer, step, settings, workdir, strategy,
+                    protocols):
+  """Runs each protocol on the trained trunk, then the baselines and modules."""
+  cache = protocols_lib.make_cache(workdir)
+  trunks = [lambda: trunks_lib.from_checkpoint(
+      task, trainer.model, trainer.manager.latest_checkpoint, step)]
+  if settings["evaluate_random_init"]:
+    def random_trunk():
+      with strategy.scope():
+        model = trainer_lib.build_model(task, dataset, trainer.train_split,
+                                        settings["seed"])
+      return trunks_lib.random_init(task, model, settings["seed"])
+    trunks.append(random_trunk)
+  trunks += [lambda p=path: trunks_lib.from_hub(p)
+             for path in settings["hub_modules"]]
+  for make_trunk in trunks:
+    trunk = make_trunk()
+    for protocol in protocols:
+      protocols_lib.run(protocol, trunk, dataset, workdir=workdir, cache=cache,
+                        strategy=strategy)
 
 
 def _bound(name):

@@ -1,13 +1,12 @@
 """A TF-Hub module read like a trained model: evaluation from a module path.
 
-`representations.extract` and `linear_eval.evaluate` read features through
-two methods of a task, `preprocess(mode)` and `representation(model, images)`.
+Every protocol reads features through two methods of a task, `preprocess(mode)` and `representation(model, images)`.
 `HubTrunk` offers the same two for a module exported by
 self_supervision/export.py, so every protocol that evaluates a checkpoint
 also evaluates a module:
 
-  trunk = hub_trunk.HubTrunk('/tmp/demo/export/hub/1500')
-  linear_eval.evaluate(trunk, None, dataset, trunk='hub:1500')
+  trunk = trunks.from_hub('/tmp/demo/export/hub/1500')  # wraps a HubTrunk
+  linear_eval.evaluate(trunk, dataset)
 
 The module is a frozen trunk: its BN runs in inference mode and nothing is
 trained. Patch modules are read through their `patches_representation`

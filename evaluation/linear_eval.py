@@ -1,8 +1,11 @@
 """Table 1 protocol: L-BFGS logistic regression on precomputed representations.
 
-Representations of the train, val and eval splits are computed once; the L2
-strength is chosen on `val` (training on `train`) from a grid searched with warm
+Representations of the train, val and eval splits are computed once (or read
+from the feature cache); the L2 strength is chosen on `val` (training on
+`train`, or a class-balanced fraction of it) from a grid searched with warm
 starts; the chosen strength is refit on train + val and scored on `eval_split`.
+Feature matrices larger than `max_in_memory_gb` stay on disk and the
+full-batch gradients are accumulated over chunks of `chunk_rows` rows.
 """
 import time
 from typing import Callable, Dict, List, Optional, Sequence
@@ -10,65 +13,123 @@ from typing import Callable, Dict, List, Optional, Sequence
 import gin
 import numpy as np
 
+from datasets import low_data
+from evaluation import feature_cache
 from evaluation import logistic_regression as lr
-from evaluation import representations
 
 PROTOCOL = "linear_lbfgs"
 
 
-@gin.configurable("linear_eval", denylist=["task", "model", "dataset",
-                                           "strategy", "log", "trunk"])
-def evaluate(task, model, dataset, *, trunk: str = "trained",
-             layers: Sequence[str] = ("pre_logits",),
+class RowConcat:
+  """Rows of several [N_i, D] arrays read as one [sum N_i, D] (for chunking)."""
+
+  def __init__(self, parts):
+    self.parts = list(parts)
+    dims = {p.shape[1] for p in self.parts}
+    if len(dims) != 1:
+      raise ValueError(f"Cannot stack rows of widths {sorted(dims)}.")
+    self.shape = (sum(p.shape[0] for p in self.parts), dims.pop())
+
+  def __getitem__(self, rows):
+    if not isinstance(rows, slice) or rows.step not in (None, 1):
+      raise TypeError("RowConcat supports contiguous row slices only.")
+    start, stop, _ = rows.indices(self.shape[0])
+    out, offset = [], 0
+    for p in self.parts:
+      n = p.shape[0]
+      lo, hi = max(start - offset, 0), min(stop - offset, n)
+      if lo < hi:
+        out.append(np.asarray(p[lo:hi], np.float32))
+      offset += n
+    if not out:
+      return np.zeros([0, self.shape[1]], np.float32)
+    return np.concatenate(out)
+
+
+def as_features(x, max_in_memory_gb: float, chunk_rows: Optional[int]):
+  """An in-memory float32 matrix, or ChunkedFeatures when it is too large."""
+  rows, dim = x.shape
+  if chunk_rows is None and rows * dim * 4 <= max_in_memory_gb * 2**30:
+    if isinstance(x, RowConcat):
+      return x[0:rows]
+    return np.asarray(x, np.float32)
+  if chunk_rows is None:
+    chunk_rows = max(1, int(256 * 2**20 // (4 * dim)))  # 256 MiB chunks
+  return lr.ChunkedFeatures(x, int(chunk_rows))
+
+
+@gin.configurable("linear_eval", denylist=["trunk", "dataset", "strategy",
+                                           "cache", "log"])
+def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
              train_split: str = "train", val_split: str = "val",
              eval_split: str = "test", refit_on_train_and_val: bool = True,
              l2_grid: Optional[Sequence[float]] = None, max_iter: int = 500,
              batch_size: int = 256, pooling: str = "adaptive_max",
+             fraction: float = 1.0, subset_seed: int = 0,
+             max_in_memory_gb: float = 4.0, chunk_rows: Optional[int] = None,
+             cache: Optional[feature_cache.FeatureCache] = None,
              strategy=None, log: Callable[[str], None] = print) -> List[Dict]:
-  """Runs the protocol for each layer; returns one results entry per layer.
+  """Runs the protocol for each layer of `trunk` (a `trunks.Trunk`).
 
-  Each entry: {protocol, trunk, layer, pooling, train_split, eval_split,
-  fraction, top1, top5, hyperparameters, extract_time_s (all layers),
-  fit_time_s}; top-1/top-5 in percent.
+  fraction: a class-balanced fraction of `train_split` (low-data regime,
+  subset chosen by `subset_seed`); the L2 strength is still chosen on
+  `val_split` and the refit adds it. chunk_rows forces chunked fitting.
+
+  Returns one results entry per layer: {protocol, trunk, layer, pooling,
+  train_split, eval_split, fraction, top1, top5, hyperparameters,
+  extract_time_s (all layers), fit_time_s}; top-1/top-5 in percent.
   """
+  fraction = low_data.check_fraction(fraction)
   l2_grid = sorted(l2_grid or lr.DEFAULT_L2_GRID, reverse=True)
   t0 = time.time()
-  extractor = representations.Extractor(task, model, layers, pooling=pooling,
-                                        strategy=strategy)
-  split_features = {
-      split: extractor(dataset, split, batch_size=batch_size, log=log)
-      for split in dict.fromkeys([train_split, val_split, eval_split])}
+  split_features = feature_cache.read_splits(
+      trunk, dataset, [train_split, val_split, eval_split], layers,
+      pooling=pooling, batch_size=batch_size, cache=cache, strategy=strategy,
+      log=log)
   t_extracted = time.time()
-  num_classes = dataset.num_classes
+  subset = None
+  if fraction < 1.0:
+    subset = low_data.balanced_subset(split_features[train_split][1], fraction,
+                                      subset_seed)
+    log(f"  low-data: {len(subset)} of {len(split_features[train_split][1])} "
+        f"{train_split} examples ({100 * fraction:g}%, balanced, seed "
+        f"{subset_seed})")
+  feats = lambda x: as_features(x, max_in_memory_gb, chunk_rows)
   entries = []
   for layer in layers:
     t_layer = time.time()
     (train_x, train_y), (val_x, val_y), (eval_x, eval_y) = [
         (split_features[s][0][layer], split_features[s][1])
         for s in (train_split, val_split, eval_split)]
-    search = lr.grid_search(train_x, train_y, val_x, val_y, num_classes,
-                            l2_grid=l2_grid, max_iter=max_iter, log=log)
+    if subset is not None:
+      train_x, train_y = np.asarray(train_x[subset], np.float32), train_y[subset]
+    search = lr.grid_search(feats(train_x), train_y, feats(val_x), val_y,
+                            dataset.num_classes, l2_grid=l2_grid,
+                            max_iter=max_iter, log=lambda m: log("  " + m))
     best_l2 = search["best_l2"]
     final = search["model"]
     fit_split = train_split
     if refit_on_train_and_val:
       fit_split = f"{train_split}+{val_split}"
-      final = lr.fit(np.concatenate([train_x, val_x]),
-                     np.concatenate([train_y, val_y]), num_classes,
+      final = lr.fit(feats(RowConcat([train_x, val_x])),
+                     np.concatenate([train_y, val_y]), dataset.num_classes,
                      l2=best_l2, max_iter=max_iter, init=search["model"])
-    top1 = 100.0 * lr.accuracy(final, eval_x, eval_y, k=1)
-    top5 = 100.0 * lr.accuracy(final, eval_x, eval_y, k=min(5, num_classes))
-    log(f"  {PROTOCOL} [{trunk}] {layer}: {eval_split} top-1 {top1:.2f}% "
+    eval_feats = feats(eval_x)
+    top1 = 100.0 * lr.accuracy(final, eval_feats, eval_y, k=1)
+    top5 = 100.0 * lr.accuracy(final, eval_feats, eval_y,
+                               k=min(5, dataset.num_classes))
+    log(f"  {PROTOCOL} [{trunk.name}] {layer}: {eval_split} top-1 {top1:.2f}% "
         f"top-5 {top5:.2f}% (l2={best_l2:g}, chosen on {val_split})")
     entries.append(dict(
-        protocol=PROTOCOL, trunk=trunk, layer=layer, pooling=pooling,
-        train_split=fit_split, eval_split=eval_split, fraction=1.0,
+        protocol=PROTOCOL, trunk=trunk.name, layer=layer, pooling=pooling,
+        train_split=fit_split, eval_split=eval_split, fraction=fraction,
         top1=top1, top5=top5,
         hyperparameters=dict(
             l2=best_l2, l2_grid=list(l2_grid), selected_on=val_split,
             val_top1_by_l2={f"{k:g}": 100.0 * v
                             for k, v in search["val_top1_by_l2"].items()},
-            max_iter=max_iter),
+            max_iter=max_iter, subset_seed=subset_seed,
+            train_examples=int(len(train_y))),
         extract_time_s=round(t_extracted - t0, 2),
         fit_time_s=round(time.time() - t_layer, 2)))
   return entries

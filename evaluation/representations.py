@@ -1,6 +1,6 @@
 """Reading frozen representations of a whole split, any end points, in one pass."""
 import time
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -39,42 +39,53 @@ class Extractor:
     return ([self.strategy.gather(o, axis=0) for o in out],
             self.strategy.gather(batch["label"], axis=0))
 
-  def __call__(self, dataset, split: str, *, batch_size: int = 256,
-               log: Callable[[str], None] = print
-               ) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
-    """Features of every example of `split`, in dataset order.
+  def batches(self, dataset, split: str, *, batch_size: int = 256,
+              log: Callable[[str], None] = print
+              ) -> Iterator[Tuple[List[np.ndarray], np.ndarray]]:
+    """Yields ([float32 [b, D_layer] per layer], int64 labels [b]) in order.
 
-    Returns:
-      ({layer: float32 [N, D_layer]}, labels int64 [N]). Spatial end points
-      are pooled to <= 9000 values (SPEC §5).
+    Logs progress every 20 s. Raises if the split yields a different number
+    of examples than the dataset promises (a truncated or corrupt split).
     """
     pp = self.task.preprocess(task_lib.REPRESENTATION)
     ds = input_pipeline.make_dataset(dataset, split, pp, batch_size,
                                      training=False)
     total = dataset.num_examples(split)
-    chunks = [[] for _ in self.layers]
-    labels = []
+    done = 0
     t0 = last_log = time.time()
     for batch in self.strategy.experimental_distribute_dataset(ds):
       feats, lab = self._fn(batch)
-      for c, f in zip(chunks, feats):
-        c.append(f.numpy())
-      labels.append(lab.numpy())
+      labels = lab.numpy().astype(np.int64)
+      done += len(labels)
+      yield [f.numpy() for f in feats], labels
       if time.time() - last_log > 20:
-        done = sum(len(l) for l in labels)
         log(f"  features of {split}: {done}/{total} images "
             f"({done / (time.time() - t0):.0f} img/s)")
         last_log = time.time()
-    labels = np.concatenate(labels).astype(np.int64)
+    if done != total:
+      raise RuntimeError(f"Read {done} examples of {split}, expected {total}.")
+    log(f"  features of {split}: {total} images in {time.time() - t0:.1f}s "
+        f"({total / max(time.time() - t0, 1e-9):.0f} img/s)")
+
+  def __call__(self, dataset, split: str, *, batch_size: int = 256,
+               log: Callable[[str], None] = print
+               ) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    """Features of every example of `split`, in dataset order, in memory.
+
+    Returns:
+      ({layer: float32 [N, D_layer]}, labels int64 [N]). Spatial end points
+      are pooled to <= 9000 values (SPEC §5).
+    """
+    chunks = [[] for _ in self.layers]
+    labels = []
+    for feats, lab in self.batches(dataset, split, batch_size=batch_size,
+                                   log=log):
+      for c, f in zip(chunks, feats):
+        c.append(f)
+      labels.append(lab)
     features = {l: np.concatenate(c).astype(np.float32)
                 for l, c in zip(self.layers, chunks)}
-    if len(labels) != total:
-      raise RuntimeError(
-          f"Read {len(labels)} examples of {split}, expected {total}.")
-    log(f"  features of {split}: {total} images, "
-        + ", ".join(f"{l} {f.shape[1]}-d" for l, f in features.items())
-        + f" in {time.time() - t0:.1f}s")
-    return features, labels
+    return features, np.concatenate(labels)
 
 
 def extract(task: task_lib.Task, model, dataset, split: str,

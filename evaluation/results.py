@@ -47,3 +47,22 @@ def update(workdir: str, *, run: Dict = None, pretext: Dict = None,
     json.dump(results, f, indent=2, sort_keys=False)
   os.replace(tmp, path)
   return results
+
+
+def format_table(evaluations: List[Dict]) -> str:
+  """A plain-text table of evaluation entries (one row each)."""
+  rows = [("protocol", "trunk", "layer", "fraction", "eval split", "top-1 %",
+           "top-5 %")]
+  for e in evaluations:
+    trunk = e["trunk"]
+    if len(trunk) > 28:
+      trunk = "..." + trunk[-25:]
+    rows.append((e["protocol"], trunk, e["layer"], f"{e.get('fraction', 1.0):g}",
+                 e["eval_split"], f"{e['top1']:.2f}", f"{e['top5']:.2f}"))
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+  lines = []
+  for r in rows:
+    cells = [c.ljust(w) if i < 5 else c.rjust(w)
+             for i, (c, w) in enumerate(zip(r, widths))]
+    lines.append("  ".join(cells))
+  return "\n".join(lines)

@@ -6,12 +6,10 @@ module path equal those read from the model, for an image task and for a
 patch task (jigsaw). Tiny trunks keep this fast: the export itself is
 trunk-agnostic (tests/self_supervision/test_export.py exports ResNets).
 """
-import collections
 import json
 import os
 import shutil
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -19,52 +17,16 @@ import tensorflow as tf
 import strategies
 
 import fake_data
+from tiny_tasks import TinySupervised, TinyTrunk
 from evaluation import hub_trunk
 from evaluation import linear_eval
+from evaluation import trunks
 from evaluation import representations
 from self_supervision import export
 from self_supervision import jigsaw
 from self_supervision import task as task_lib
 
 LAYERS = ("after_root", "pre_logits", "logits")
-
-
-class TinyTrunk(keras.Model):
-  """conv3x3-BN-ReLU, global pool, logits: the calling convention of a trunk."""
-
-  def __init__(self, num_classes, **kwargs):
-    super().__init__(name="tiny_trunk", **kwargs)
-    self.conv = keras.layers.Conv2D(
-        4, 3, padding="same", use_bias=False,
-        kernel_regularizer=keras.regularizers.L2(5e-5), name="conv")
-    self.bn = keras.layers.BatchNormalization(name="bn")
-    self.logits = keras.layers.Dense(num_classes, name="logits")
-    # Variables exist at once, as for the real trunks, so checkpoints restore.
-    self(tf.zeros([1, 8, 8, 3]))
-
-  def call(self, images, training=False):
-    x = tf.nn.relu(self.bn(self.conv(images), training=training))
-    pre_logits = tf.reduce_mean(x, axis=[1, 2])
-    logits = self.logits(pre_logits)
-    return logits, collections.OrderedDict(
-        after_root=x, pre_logits=pre_logits, logits=logits)
-
-
-class TinySupervised(task_lib.Task):
-  """Labels through a tiny trunk; scales images to [-1, 1] like the default."""
-  name = "tiny_supervised"
-
-  def preprocess(self, mode):
-    return "decode|resize(8)|value_range(-1, 1)"
-
-  def build_model(self):
-    return TinyTrunk(self.dataset_num_classes)
-
-  def compute_loss(self, model, batch, training):
-    logits, _ = model(batch["image"], training=training)
-    per_example = keras.losses.sparse_categorical_crossentropy(
-        batch["label"], logits, from_logits=True)
-    return per_example, {"labels": batch["label"], "logits": logits}
 
 
 def _tiny_jigsaw():
@@ -204,10 +166,11 @@ def test_linear_eval_of_a_module_equals_that_of_the_model(image_run):
   module = hub_trunk.HubTrunk(export.hub_export_dir(run["workdir"], 10))
   settings = dict(layers=["pre_logits"], l2_grid=[1e-2, 1.0], max_iter=50,
                   batch_size=8, log=lambda _: None)
-  from_module = linear_eval.evaluate(module, None, run["dataset"],
-                                     trunk="hub:10", **settings)
-  from_model = linear_eval.evaluate(run["task"], run["model"], run["dataset"],
-                                    trunk="trained@10", **settings)
+  from_module = linear_eval.evaluate(
+      trunks.Trunk("hub:10", module, None, {}), run["dataset"], **settings)
+  from_model = linear_eval.evaluate(
+      trunks.Trunk("trained@10", run["task"], run["model"], {}),
+      run["dataset"], **settings)
   assert from_module[0]["trunk"] == "hub:10"
   for key in ("top1", "top5"):
     assert from_module[0][key] == from_model[0][key]

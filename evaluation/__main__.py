@@ -1,0 +1,139 @@
+r"""Runs any evaluation protocol on a finished run or on a TF-Hub module.
+
+  # more protocols / layers / a low-data fraction on a run's latest checkpoint
+  python -m evaluation --workdir=/tmp/demo --protocol=linear_lbfgs,mlp_sgd_features \
+      --layers=pre_logits,block3 --fraction=0.1
+
+  # an exported module (any run's export/hub/<step>, or one from elsewhere)
+  python -m evaluation --hub_module=/tmp/demo/export/hub/860 \
+      --dataset=fashion_mnist --workdir=/tmp/hub_eval --protocol=linear_lbfgs
+
+A run is rebuilt from its own operative_config.gin and results.json; --config
+and --gin_bindings are applied on top (e.g. 'sgd_eval.first_decay_epochs = 120').
+Features are cached in <workdir>/features, entries land in
+<workdir>/results.json, and a protocol already there is not run again.
+"""
+import os
+import re
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import gin  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from datasets import registry as dataset_registry  # noqa: E402
+from evaluation import protocols as protocols_lib  # noqa: E402
+from evaluation import results as results_lib  # noqa: E402
+from evaluation import trunks as trunks_lib  # noqa: E402
+from models import registry as models_registry  # noqa: E402,F401  (gin names)
+from self_supervision import distribute  # noqa: E402
+from self_supervision import export as export_lib  # noqa: E402,F401  (gin names)
+from self_supervision import task as task_lib  # noqa: E402
+from self_supervision import trainer as trainer_lib  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "A run's workdir, or (with --hub_module) "
+                    "where results and cached features go.")
+flags.DEFINE_string("hub_module", None, "Evaluate this exported module.")
+flags.DEFINE_string("dataset", None, "Dataset (default: the run's).")
+flags.DEFINE_list("protocol", ["linear_lbfgs"],
+                  f"Protocols: {', '.join(protocols_lib.PROTOCOLS)}.")
+flags.DEFINE_list("layers", None, "End points (default: the protocol's gin "
+                  "setting, else pre_logits).")
+flags.DEFINE_string("pooling", None, "adaptive_max, adaptive_avg, max or avg.")
+flags.DEFINE_float("fraction", None, "Low-data regime: class-balanced fraction "
+                   "of the training split, e.g. 0.1.")
+flags.DEFINE_enum("trunk", "trained", ["trained", "random_init"],
+                  "For a run: its checkpoint or its initialisation.")
+flags.DEFINE_string("checkpoint", None, "For a run: this checkpoint prefix "
+                    "instead of the latest one.")
+flags.DEFINE_multi_string("config", [], "Extra gin files applied on top.")
+flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings.")
+flags.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES),
+                  "tf.distribute strategy.")
+flags.DEFINE_string("tpu", None, "TPU name or address.")
+flags.DEFINE_string("data_dir", None, "tfds data_dir.")
+flags.DEFINE_string("manual_dir", None, "Manually downloaded dataset files.")
+
+
+def _run_trunk(workdir, dataset, strategy, which, checkpoint):
+  """Rebuilds the run's task and model and returns the requested Trunk."""
+  run = results_lib.load(workdir).get("run", {})
+  if not run.get("task"):
+    raise FileNotFoundError(
+        f"{workdir} has no results.json naming its task: it is not a "
+        f"train_and_eval.py workdir. Pass --hub_module to evaluate a module.")
+  task = task_lib.get_task(run["task"], num_classes=dataset.num_classes)
+  seed = int(run.get("seed", 0))
+  with strategy.scope():
+    model = trainer_lib.build_model(task, dataset, "train", seed)
+  if which == "random_init":
+    return trunks_lib.random_init(task, model, seed)
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  checkpoint = checkpoint or tf.train.latest_checkpoint(ckpt_dir)
+  if not checkpoint:
+    raise FileNotFoundError(f"No checkpoint in {ckpt_dir}; train the run first "
+                            f"or pass --trunk=random_init.")
+  tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+  m = re.search(r"-(\d+)$", checkpoint)
+  step = int(m.group(1)) if m else -1
+  return trunks_lib.from_checkpoint(task, model, checkpoint, step)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not FLAGS.workdir:
+    raise app.UsageError("--workdir is required (a run's workdir, or where a "
+                         "module's results go).")
+  sys.stdout.reconfigure(line_buffering=True)
+  logging.set_verbosity(logging.WARNING)
+  protocols = protocols_lib.check_protocols(FLAGS.protocol)
+  workdir = FLAGS.workdir
+  task_lib.task_names()  # registers every task's gin names
+  operative = os.path.join(workdir, "operative_config.gin")
+  if os.path.exists(operative) and not FLAGS.hub_module:
+    # The run's own bindings first (unknown names skipped: `experiment.*`
+    # belongs to train_and_eval.py), then the user's, strictly.
+    gin.parse_config_files_and_bindings([operative], [], skip_unknown=True,
+                                        finalize_config=False)
+  gin.parse_config_files_and_bindings(FLAGS.config, FLAGS.gin_bindings)
+  strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
+
+  run = results_lib.load(workdir).get("run", {})
+  dataset_name = FLAGS.dataset or run.get("dataset")
+  if not dataset_name:
+    raise app.UsageError("--dataset is required: the workdir names none.")
+  dataset = dataset_registry.get_dataset(
+      dataset_name, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir)
+  dataset.prepare()
+  os.makedirs(workdir, exist_ok=True)
+  if FLAGS.hub_module:
+    trunk = trunks_lib.from_hub(FLAGS.hub_module)
+    if not run:
+      results_lib.update(workdir, run=dict(hub_module=FLAGS.hub_module,
+                                           dataset=dataset.name))
+  else:
+    trunk = _run_trunk(workdir, dataset, strategy, FLAGS.trunk, FLAGS.checkpoint)
+  overrides = dict(layers=FLAGS.layers, pooling=FLAGS.pooling,
+                   fraction=FLAGS.fraction)
+  cache = protocols_lib.make_cache(workdir)
+  t0 = time.time()
+  for protocol in protocols:
+    protocols_lib.run(protocol, trunk, dataset, workdir=workdir, cache=cache,
+                      strategy=strategy, overrides=overrides)
+  evaluations = [e for e in results_lib.load(workdir)["evaluations"]
+                 if e["trunk"] == trunk.name]
+  print("\n" + results_lib.format_table(evaluations))
+  print(f"Evaluation took {time.time() - t0:.0f}s. Results: "
+        f"{os.path.join(workdir, 'results.json')}")
+
+
+if __name__ == "__main__":
+  app.run(main)

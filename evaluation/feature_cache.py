@@ -1,0 +1,188 @@
+"""Representations on disk, keyed by everything that produced them.
+
+Extracting ImageNet features of a wide trunk takes longer than fitting any
+protocol on them, so features are written once next to the run and every
+later protocol, L2 grid or low-data fraction reads them back (memory-mapped,
+so a 42 GB matrix costs no RAM until a chunk of it is read).
+
+An entry is one (split, layer) matrix. Its key is a hash of: the trunk's
+fingerprint (checkpoint path, size and modification time, or a module's, or
+the random-init seed and architecture), the dataset, split and its size, the
+end point, the pooling, the preprocessing string and the storage dtype. A new
+checkpoint, a different pooling or pipeline therefore misses and re-extracts;
+nothing is ever invalidated by hand. Layout:
+
+  <root>/<split>-<layer>-<hash16>/{key.json, features.npy [N, D], labels.npy [N]}
+
+Entries appear atomically (written to a temporary directory, then renamed), so
+an interrupted extraction leaves no half entry behind.
+"""
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from evaluation import representations
+from self_supervision import task as task_lib
+
+FORMAT_VERSION = 1
+DTYPES = ("float32", "float16")
+
+
+def file_fingerprint(paths: Sequence[str]) -> List[Dict]:
+  """[{name, size, mtime_ns}] of existing `paths`: changes when a file is rewritten."""
+  out = []
+  for p in sorted(paths):
+    st = os.stat(p)
+    out.append(dict(name=os.path.basename(p), size=st.st_size,
+                    mtime_ns=st.st_mtime_ns))
+  return out
+
+
+class FeatureCache:
+  """Feature matrices under `root`, one entry per (trunk, split, layer, ...)."""
+
+  def __init__(self, root: str, dtype: str = "float32"):
+    if dtype not in DTYPES:
+      raise ValueError(f"Unknown feature cache dtype {dtype!r}; use one of "
+                       f"{DTYPES} (float16 halves the disk and read time).")
+    self.root, self.dtype = os.fspath(root), dtype
+    self.hits = self.misses = 0
+    self._extractors = {}
+
+  def key(self, *, trunk: Dict, dataset: str, split: str, num_examples: int,
+          layer: str, pooling: str, preprocess: str) -> Dict:
+    """The identity of one entry (what its hash is taken of)."""
+    return dict(version=FORMAT_VERSION, trunk=trunk, dataset=dataset,
+                split=split, num_examples=int(num_examples), layer=layer,
+                pooling=pooling, preprocess=preprocess, dtype=self.dtype)
+
+  def path(self, key: Dict) -> str:
+    digest = hashlib.sha256(
+        json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    safe_layer = key["layer"].replace("/", "_")
+    return os.path.join(self.root, f"{key['split']}-{safe_layer}-{digest}")
+
+  def load(self, key: Dict) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """(features [N, D] memory-mapped, labels int64 [N]), or None on a miss."""
+    path = self.path(key)
+    try:
+      with open(os.path.join(path, "key.json")) as f:
+        stored = json.load(f)
+      features = np.load(os.path.join(path, "features.npy"), mmap_mode="r")
+      labels = np.load(os.path.join(path, "labels.npy"))
+    except (OSError, ValueError):
+      return None
+    n = key["num_examples"]
+    if stored != key or features.shape[0] != n or labels.shape != (n,):
+      return None
+    return features, labels
+
+  def get(self, task, model, dataset, split: str, layers: Sequence[str], *,
+          trunk: Dict, pooling: str = "adaptive_max", batch_size: int = 256,
+          strategy=None, log: Callable[[str], None] = print
+          ) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    """Features of `layers` for `split`: cached ones read, the others extracted.
+
+    Missing layers are extracted together in one pass over the split and
+    stored before being returned.
+
+    Returns:
+      ({layer: [N, D_layer] array (memory-mapped, self.dtype)}, int64 [N]).
+    """
+    pp = task.preprocess(task_lib.REPRESENTATION)
+    n = dataset.num_examples(split)
+    keys = {l: self.key(trunk=trunk, dataset=dataset.name, split=split,
+                        num_examples=n, layer=l, pooling=pooling,
+                        preprocess=pp) for l in layers}
+    features, labels = {}, None
+    missing = []
+    for layer in layers:
+      hit = self.load(keys[layer])
+      if hit is None:
+        missing.append(layer)
+      else:
+        features[layer], labels = hit
+        self.hits += 1
+    if missing:
+      self.misses += len(missing)
+      log(f"  extracting {', '.join(missing)} of {split} into {self.root}")
+      fresh, labels = self._extract(task, model, dataset, split, missing,
+                                    [keys[l] for l in missing], pooling,
+                                    batch_size, strategy, log)
+      features.update(fresh)
+    else:
+      log(f"  features of {split} ({', '.join(layers)}) read from {self.root}")
+    return {l: features[l] for l in layers}, labels
+
+  def _extract(self, task, model, dataset, split, layers, keys, pooling,
+               batch_size, strategy, log):
+    signature = (id(task), id(model), tuple(layers), pooling)
+    if signature not in self._extractors:
+      self._extractors[signature] = representations.Extractor(
+          task, model, layers, pooling=pooling, strategy=strategy)
+    extractor = self._extractors[signature]
+    n = keys[0]["num_examples"]
+    os.makedirs(self.root, exist_ok=True)
+    tmp_dirs = [tempfile.mkdtemp(prefix=".tmp-", dir=self.root) for _ in layers]
+    try:
+      arrays = [None] * len(layers)
+      labels = np.empty([n], np.int64)
+      row = 0
+      for feats, lab in extractor.batches(dataset, split,
+                                          batch_size=batch_size, log=log):
+        if row + len(lab) > n:
+          raise RuntimeError(f"{split} yields more than its {n} examples.")
+        for i, f in enumerate(feats):
+          if arrays[i] is None:
+            # Streamed into the file: memory stays one batch, whatever N.
+            arrays[i] = np.lib.format.open_memmap(
+                os.path.join(tmp_dirs[i], "features.npy"), mode="w+",
+                dtype=self.dtype, shape=(n, f.shape[1]))
+          arrays[i][row:row + len(lab)] = f
+        labels[row:row + len(lab)] = lab
+        row += len(lab)
+      out = {}
+      for layer, key, tmp, arr in zip(layers, keys, tmp_dirs, arrays):
+        arr.flush()
+        np.save(os.path.join(tmp, "labels.npy"), labels)
+        with open(os.path.join(tmp, "key.json"), "w") as f:
+          json.dump(key, f, indent=1, sort_keys=True)
+        final = self.path(key)
+        if os.path.exists(final):  # stale or broken entry under the same key
+          shutil.rmtree(final)
+        os.replace(tmp, final)
+        hit = self.load(key)
+        if hit is None:
+          raise RuntimeError(f"Feature cache entry {final} did not read back.")
+        out[layer] = hit[0]
+      return out, labels
+    finally:
+      for tmp in tmp_dirs:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_splits(trunk, dataset, splits: Sequence[str], layers: Sequence[str], *,
+                pooling: str = "adaptive_max", batch_size: int = 256,
+                cache: Optional[FeatureCache] = None, strategy=None,
+                log: Callable[[str], None] = print
+                ) -> Dict[str, Tuple[Dict[str, np.ndarray], np.ndarray]]:
+  """{split: ({layer: [N, D]}, labels [N])} for a `trunks.Trunk`.
+
+  Through `cache` when given (read or extract-and-store), otherwise extracted
+  into memory with one extractor (one trace) for all splits.
+  """
+  splits = list(dict.fromkeys(splits))
+  if cache is not None:
+    return {s: cache.get(trunk.task, trunk.model, dataset, s, layers,
+                         trunk=trunk.fingerprint, pooling=pooling,
+                         batch_size=batch_size, strategy=strategy, log=log)
+            for s in splits}
+  extractor = representations.Extractor(trunk.task, trunk.model, layers,
+                                        pooling=pooling, strategy=strategy)
+  return {s: extractor(dataset, s, batch_size=batch_size, log=log)
+          for s in splits}

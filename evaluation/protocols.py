@@ -1,0 +1,110 @@
+"""Every evaluation protocol behind one name, run on any trunk.
+
+  linear_lbfgs         Table 1: L-BFGS logistic regression on cached features
+  linear_sgd           Table 2: SGD linear layer on augmented images
+  mlp_sgd              Sec. 4.3: MLP (1000 ReLU, dropout 0.5) on augmented images
+  linear_sgd_features  the SGD linear layer on cached features (fast variant)
+  mlp_sgd_features     the MLP on cached features (fast variant)
+
+Each protocol's settings are gin-bound under its module's name (`linear_eval.*`
+for linear_lbfgs, `sgd_eval.*` for the others); `overrides` (from command-line
+flags) take precedence. The low-data regime is `fraction` < 1 on any of them.
+"""
+import os
+from typing import Callable, Dict, List, Optional, Sequence
+
+import gin
+
+from evaluation import feature_cache
+from evaluation import linear_eval
+from evaluation import results as results_lib
+from evaluation import sgd_eval
+
+PROTOCOLS = (linear_eval.PROTOCOL,) + tuple(
+    sgd_eval.protocol_name(h, i) for i in sgd_eval.INPUTS for h in sgd_eval.HEADS)
+
+
+def check_protocols(names: Sequence[str]) -> List[str]:
+  unknown = [n for n in names if n not in PROTOCOLS]
+  if unknown:
+    raise ValueError(f"Unknown evaluation protocol(s) {unknown}; use any of "
+                     f"{', '.join(PROTOCOLS)}.")
+  return list(names)
+
+
+@gin.configurable("feature_cache")
+def make_cache(workdir: str, enabled: bool = True, dtype: str = "float32",
+               root: Optional[str] = None
+               ) -> Optional[feature_cache.FeatureCache]:
+  """The run's feature cache (`<workdir>/features` unless `root` is given)."""
+  if not enabled:
+    return None
+  return feature_cache.FeatureCache(root or os.path.join(workdir, "features"),
+                                    dtype=dtype)
+
+
+def _gin_default(configurable: str, name: str, fallback):
+  try:
+    return gin.query_parameter(f"{configurable}.{name}")
+  except ValueError:
+    return fallback
+
+
+def _entry_settings(protocol: str, overrides: Dict):
+  """(layers, pooling, fraction) the protocol will use: for the 'done?' test."""
+  if protocol == linear_eval.PROTOCOL:
+    layers = overrides.get("layers") or _gin_default("linear_eval", "layers",
+                                                     ["pre_logits"])
+    pooling = overrides.get("pooling") or _gin_default("linear_eval", "pooling",
+                                                       "adaptive_max")
+    fraction = overrides.get("fraction") or _gin_default("linear_eval",
+                                                         "fraction", 1.0)
+  else:
+    layers = overrides.get("layers") or [_gin_default("sgd_eval", "layer",
+                                                      "pre_logits")]
+    pooling = overrides.get("pooling") or _gin_default("sgd_eval", "pooling",
+                                                       "adaptive_max")
+    fraction = overrides.get("fraction") or _gin_default("sgd_eval",
+                                                         "fraction", 1.0)
+  return list(layers), pooling, float(fraction)
+
+
+def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
+        strategy=None, log: Callable[[str], None] = print,
+        overrides: Optional[Dict] = None) -> List[Dict]:
+  """Runs `protocol` on `trunk` and merges its entries into workdir/results.json.
+
+  Layers, pooling and fraction already in results.json for this trunk and
+  protocol are skipped, so a re-run only adds what is missing.
+
+  overrides: protocol arguments that win over gin (layers, pooling, fraction,
+  l2_grid, ...); `layers` may list several end points for every protocol.
+  """
+  check_protocols([protocol])
+  overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+  layers, pooling, fraction = _entry_settings(protocol, overrides)
+  done = results_lib.load(workdir)
+  todo = [l for l in layers if not results_lib.has_entry(
+      done, protocol=protocol, trunk=trunk.name, layer=l, pooling=pooling,
+      fraction=fraction)]
+  if not todo:
+    log(f"{protocol} of the {trunk.name} trunk ({', '.join(layers)}) already "
+        f"in results.json.")
+    return []
+  log(f"{protocol} of the {trunk.name} trunk: {', '.join(todo)}"
+      + (f", {100 * fraction:g}% of the labels" if fraction < 1 else ""))
+  kwargs = dict(overrides, pooling=pooling, fraction=fraction)
+  kwargs.pop("layers", None)
+  if protocol == linear_eval.PROTOCOL:
+    entries = linear_eval.evaluate(trunk, dataset, layers=todo, cache=cache,
+                                   strategy=strategy, log=log, **kwargs)
+  else:
+    head, inputs = protocol.split("_sgd")[0], (
+        "features" if protocol.endswith("_features") else "images")
+    entries = []
+    for layer in todo:
+      entries += sgd_eval.evaluate(trunk, dataset, workdir, head=head,
+                                   inputs=inputs, layer=layer, cache=cache,
+                                   strategy=strategy, log=log, **kwargs)
+  results_lib.update(workdir, evaluations=entries)
+  return entries

@@ -1,0 +1,350 @@
+"""Table 2 and MLP protocols: an evaluation head trained by SGD on a frozen trunk.
+
+`head='linear'` is the literature protocol (SPEC §5, paper Sec. 4.7): a linear
+layer on augmented images (random crop + flip), SGD with momentum 0.9, LR 0.1
+for a batch of 2048 (scaled linearly), decayed by 0.1 after
+`first_decay_epochs` (30, 120 or 480) and again `second_decay_after` (20)
+epochs later, `tail_epochs` (40) after the first decay in total.
+`head='mlp'` is Sec. 4.3's MLP (1000 ReLU units, dropout 0.5) trained alike.
+
+`inputs='features'` trains the same heads on cached, un-augmented features
+instead of images: orders of magnitude faster, the fast variant.
+
+Training is resumable (head, optimizer and step in
+`<eval_dir>/checkpoints`), and after every epoch top-1/top-5 on the eval split
+are logged, written to TensorBoard (`<eval_dir>/summaries`) and to
+`<eval_dir>/curve.json`: the accuracy-vs-epochs curve of paper Fig. 8.
+"""
+import json
+import os
+import re
+import time
+from typing import Callable, Dict, List, Optional
+
+import gin
+import keras
+import numpy as np
+import tensorflow as tf
+
+from datasets import input_pipeline
+from datasets import low_data
+from evaluation import feature_cache
+from evaluation import pooling as pooling_lib
+from self_supervision import schedule as schedule_lib
+from self_supervision import task as task_lib
+
+HEADS = ("linear", "mlp")
+INPUTS = ("images", "features")
+
+
+def protocol_name(head: str, inputs: str) -> str:
+  """'linear_sgd', 'mlp_sgd', 'linear_sgd_features' or 'mlp_sgd_features'."""
+  return f"{head}_sgd" + ("_features" if inputs == "features" else "")
+
+
+def augmented_pipeline(pp: str) -> str:
+  """The representation pipeline with its central crop made random + a flip.
+
+  'decode|resize_small(256)|central_crop(224)|value_range(-1, 1)' becomes
+  'decode|resize_small(256)|crop(224)|flip_lr|value_range(-1, 1)' (SPEC §5's
+  training preprocessing): `crop` and `flip_lr` are random only in training,
+  so the same string evaluates on the central crop, unflipped. A pipeline
+  without a central crop is returned unchanged.
+  """
+  ops = pp.split("|")
+  for i, op in enumerate(ops):
+    m = re.fullmatch(r"\s*central_crop\((.*)\)\s*", op)
+    if m:
+      return "|".join(ops[:i] + [f"crop({m.group(1)})", "flip_lr"] + ops[i + 1:])
+  return pp
+
+
+def build_head(head: str, num_classes: int, *, hidden_units: int = 1000,
+               dropout: float = 0.5, weight_decay: float = 0.0,
+               normalize: bool = True, seed: int = 0) -> keras.Model:
+  """Features [B, D] -> logits [B, num_classes]; built on first call.
+
+  normalize: standardise each feature first, with batch statistics in training
+  and their moving average at test time (a BatchNormalization without scale
+  or offset, so a linear head stays one affine map at test time). Why:
+  features of different trunks and layers differ in scale by orders of
+  magnitude (a random-init ResNet's pre_logits reach 1e3), and one SGD
+  learning rate cannot suit them all; unnormalised, the MLP's ReLUs die at
+  once on such features. False gives the paper's head literally.
+  """
+  if head not in HEADS:
+    raise ValueError(f"Unknown evaluation head {head!r}; use one of {HEADS}.")
+  reg = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+  init = lambda i: keras.initializers.GlorotUniform(seed=seed + i)
+  layers = []
+  if normalize:
+    layers.append(keras.layers.BatchNormalization(
+        center=False, scale=False, momentum=0.9, synchronized=True,
+        name="normalize"))
+  if head == "mlp":
+    layers += [keras.layers.Dense(hidden_units, activation="relu",
+                                  kernel_initializer=init(1),
+                                  kernel_regularizer=reg, name="hidden"),
+               keras.layers.Dropout(dropout, seed=seed, name="dropout")]
+  layers.append(keras.layers.Dense(num_classes, kernel_initializer=init(2),
+                                   kernel_regularizer=reg, name="logits"))
+  return keras.Sequential(layers, name=f"{head}_head")
+
+
+def _slug(text: str) -> str:
+  return re.sub(r"[^A-Za-z0-9_.@-]+", "_", text).strip("_")[-80:]
+
+
+def _write_json(path, doc):
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(doc, f, indent=1)
+  os.replace(tmp, path)
+
+
+@gin.configurable("sgd_eval", denylist=["trunk", "dataset", "workdir",
+                                        "strategy", "cache", "log"])
+def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
+             inputs: str = "images", layer: str = "pre_logits",
+             pooling: str = "adaptive_max", train_split: str = "trainval",
+             eval_split: str = "test", fraction: float = 1.0,
+             subset_seed: int = 0, batch_size: int = 2048,
+             base_lr: float = 0.1, base_batch_size: int = 2048,
+             momentum: float = 0.9, first_decay_epochs: float = 30,
+             second_decay_after: float = 20, tail_epochs: float = 40,
+             decay_factor: float = 0.1, hidden_units: int = 1000,
+             dropout: float = 0.5, weight_decay: float = 0.0,
+             normalize: bool = True,
+             pp_train: Optional[str] = None, eval_batch_size: int = 500,
+             steps_per_loop: int = 100, seed: int = 0,
+             cache: Optional[feature_cache.FeatureCache] = None,
+             strategy: Optional[tf.distribute.Strategy] = None,
+             log: Callable[[str], None] = print) -> List[Dict]:
+  """Trains an evaluation head on `trunk`'s `layer`; returns one results entry.
+
+  The run lives in `<workdir>/eval/<protocol>/<trunk>/<layer>-<pooling>-f<fraction>`
+  and resumes from there; a finished one returns its entry without training.
+
+  Returns:
+    [entry] with protocol, trunk, layer, pooling, train_split, eval_split,
+    fraction, top1, top5 (final epoch, percent), hyperparameters,
+    curve [{epoch, step, top1, top5, train_loss}], fit_time_s.
+  """
+  if inputs not in INPUTS:
+    raise ValueError(f"Unknown sgd_eval.inputs {inputs!r}; use one of {INPUTS}.")
+  fraction = low_data.check_fraction(fraction)
+  strategy = strategy or tf.distribute.get_strategy()
+  replicas = strategy.num_replicas_in_sync
+  if batch_size % replicas:
+    raise ValueError(f"sgd_eval.batch_size={batch_size} is not divisible by the "
+                     f"{replicas} replicas; use a multiple of {replicas}.")
+  protocol = protocol_name(head, inputs)
+  total_epochs = first_decay_epochs + tail_epochs
+  if first_decay_epochs <= 0 or not 0 <= second_decay_after <= tail_epochs:
+    raise ValueError(
+        f"Need first_decay_epochs > 0 and 0 <= second_decay_after <= "
+        f"tail_epochs; got {first_decay_epochs}, {second_decay_after}, "
+        f"{tail_epochs}.")
+  eval_dir = os.path.join(workdir, "eval", protocol, _slug(trunk.name),
+                          f"{_slug(layer)}-{pooling}-f{fraction:g}")
+  os.makedirs(eval_dir, exist_ok=True)
+  t_start = time.time()
+  lr_peak = base_lr * batch_size / base_batch_size
+  hyper = dict(head=head, inputs=inputs, batch_size=batch_size, lr=lr_peak,
+               momentum=momentum, first_decay_epochs=first_decay_epochs,
+               second_decay_after=second_decay_after, epochs=total_epochs,
+               weight_decay=weight_decay, normalize=normalize,
+               subset_seed=subset_seed, seed=seed)
+  if head == "mlp":
+    hyper.update(hidden_units=hidden_units, dropout=dropout)
+
+  # --- data ------------------------------------------------------------------
+  rep_pp = trunk.task.preprocess(task_lib.REPRESENTATION)
+  if inputs == "images":
+    train_data = low_data.low_data(dataset, train_split, fraction, subset_seed)
+    pp_train = pp_train or augmented_pipeline(rep_pp)
+    hyper["pp_train"] = pp_train
+    num_train = train_data.num_examples(train_split)
+  else:
+    splits = feature_cache.read_splits(
+        trunk, dataset, [train_split, eval_split], [layer], pooling=pooling,
+        batch_size=eval_batch_size, cache=cache, strategy=strategy, log=log)
+    train_x, train_y = splits[train_split][0][layer], splits[train_split][1]
+    eval_x, eval_y = splits[eval_split][0][layer], splits[eval_split][1]
+    if fraction < 1.0:
+      keep = low_data.balanced_subset(train_y, fraction, subset_seed)
+      train_x, train_y = train_x[keep], train_y[keep]
+    train_x = np.asarray(train_x, np.float32)
+    eval_x = np.asarray(eval_x, np.float32)
+    num_train = len(train_y)
+  hyper["train_examples"] = int(num_train)
+
+  to_steps = lambda e: schedule_lib.epochs_to_steps(e, num_train, batch_size)
+  steps_per_epoch = to_steps(1)
+  total_steps = to_steps(total_epochs)
+  schedule = schedule_lib.WarmupPiecewiseConstant(
+      lr_peak, 0, [to_steps(first_decay_epochs),
+                   to_steps(first_decay_epochs + second_decay_after)],
+      decay_factor)
+
+  with strategy.scope():
+    head_model = build_head(head, dataset.num_classes,
+                            hidden_units=hidden_units, dropout=dropout,
+                            weight_decay=weight_decay, normalize=normalize,
+                            seed=seed)
+    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=momentum)
+    train_loss = keras.metrics.Mean()
+    train_acc = keras.metrics.SparseCategoricalAccuracy()
+    top1 = keras.metrics.SparseTopKCategoricalAccuracy(k=1)
+    top5 = keras.metrics.SparseTopKCategoricalAccuracy(
+        k=min(5, dataset.num_classes))
+
+  def features_of(images):
+    end_points = trunk.task.representation(trunk.model, images)
+    if layer not in end_points:
+      raise ValueError(f"Unknown layer {layer!r}; the trunk has end points "
+                       f"{list(end_points)}.")
+    return tf.stop_gradient(
+        pooling_lib.pool_and_flatten(end_points[layer], pooling))
+
+  if inputs == "images":
+    dim = int(features_of(tf.zeros([1] + list(input_pipeline.make_dataset(
+        dataset, eval_split, rep_pp, 1, training=False, repeat=False
+    ).element_spec["image"].shape[1:]))).shape[-1])
+  else:
+    dim = train_x.shape[1]
+  with strategy.scope():
+    head_model.build((None, dim))
+    optimizer.build(head_model.trainable_variables)
+  checkpoint = tf.train.Checkpoint(head=head_model, optimizer=optimizer)
+  manager = tf.train.CheckpointManager(
+      checkpoint, os.path.join(eval_dir, "checkpoints"), max_to_keep=2,
+      step_counter=optimizer.iterations)
+  # Resume order: this evaluation's own latest checkpoint, else a fresh head.
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+  step = int(optimizer.iterations.numpy())
+  curve_path = os.path.join(eval_dir, "curve.json")
+  curve = []
+  if os.path.exists(curve_path):
+    with open(curve_path) as f:
+      curve = [c for c in json.load(f)["curve"] if c["step"] <= step]
+
+  def entry():
+    last = curve[-1]
+    return [dict(
+        protocol=protocol, trunk=trunk.name, layer=layer, pooling=pooling,
+        train_split=train_split, eval_split=eval_split, fraction=fraction,
+        top1=last["top1"], top5=last["top5"], hyperparameters=hyper,
+        curve=curve, fit_time_s=round(time.time() - t_start, 2),
+        eval_dir=eval_dir)]
+
+  if step >= total_steps and curve and curve[-1]["step"] == step:
+    log(f"  {protocol} [{trunk.name}] {layer}: already trained ({step} steps).")
+    return entry()
+
+  # --- compiled steps ---------------------------------------------------------
+  per_replica = batch_size // replicas
+
+  def dataset_fn(ctx):
+    if inputs == "images":
+      # A resumed run reseeds with its start step (no replay of augmentations).
+      return input_pipeline.make_dataset(
+          train_data, train_split, pp_train, per_replica, training=True,
+          seed=seed + 7919 * step, input_context=ctx)
+    ds = tf.data.Dataset.from_tensor_slices((train_x, train_y))
+    ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
+    ds = ds.repeat().shuffle(min(num_train, 100_000), seed=seed + 7919 * step)
+    return ds.map(lambda x, y: {"image": x, "label": y}).batch(
+        per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+  def replica_step(batch):
+    x = batch["image"]
+    if inputs == "images":
+      x = features_of(x)
+    with tf.GradientTape() as tape:
+      logits = head_model(x, training=True)
+      per_example = keras.losses.sparse_categorical_crossentropy(
+          batch["label"], logits, from_logits=True)
+      loss = tf.nn.compute_average_loss(per_example)
+      if head_model.losses:
+        loss += tf.nn.scale_regularization_loss(tf.add_n(head_model.losses))
+    grads = tape.gradient(loss, head_model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, head_model.trainable_variables))
+    train_loss.update_state(per_example)
+    train_acc.update_state(batch["label"], logits)
+
+  @tf.function
+  def train_loop(iterator, n):
+    for _ in tf.range(n):
+      strategy.run(replica_step, args=(next(iterator),))
+
+  def replica_eval(batch):
+    x = batch["image"]
+    if inputs == "images":
+      x = features_of(x)
+    logits = head_model(x, training=False)
+    top1.update_state(batch["label"], logits)
+    top5.update_state(batch["label"], logits)
+
+  @tf.function
+  def eval_batch(batch):
+    strategy.run(replica_eval, args=(batch,))
+
+  def evaluate_head():
+    top1.reset_state()
+    top5.reset_state()
+    if inputs == "images":
+      ds = input_pipeline.make_dataset(dataset, eval_split, rep_pp,
+                                       eval_batch_size, training=False)
+    else:
+      ds = tf.data.Dataset.from_tensor_slices(
+          {"image": eval_x, "label": eval_y}).batch(eval_batch_size)
+    for batch in strategy.experimental_distribute_dataset(ds):
+      eval_batch(batch)
+    return 100.0 * float(top1.result()), 100.0 * float(top5.result())
+
+  # --- driving ------------------------------------------------------------------
+  log(f"  {protocol} [{trunk.name}] {layer}: {total_steps} steps "
+      f"({total_epochs:g} epochs of {num_train} {train_split} examples, batch "
+      f"{batch_size}, lr {lr_peak:g}), from step {step}.")
+  writer = tf.summary.create_file_writer(os.path.join(eval_dir, "summaries"))
+  iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+  while step < total_steps:
+    epoch_end = min((step // steps_per_epoch + 1) * steps_per_epoch, total_steps)
+    t0 = time.time()
+    while step < epoch_end:
+      n = min(steps_per_loop, epoch_end - step)
+      train_loop(iterator, tf.constant(n, tf.int32))
+      step = int(optimizer.iterations.numpy())
+    loss = float(train_loss.result())
+    if not np.isfinite(loss):
+      raise FloatingPointError(
+          f"{protocol}: the training loss is {loss} at step {step}; nothing "
+          f"was saved for this epoch (last good checkpoint: "
+          f"{manager.latest_checkpoint or 'none'}). Lower sgd_eval.base_lr.")
+    acc = 100.0 * float(train_acc.result())
+    train_loss.reset_state()
+    train_acc.reset_state()
+    t1, t5 = evaluate_head()
+    # Whole epochs are rounded up to steps; the last point is the full run.
+    epoch = total_epochs if step == total_steps else step / steps_per_epoch
+    curve.append(dict(epoch=round(epoch, 4), step=step, top1=t1, top5=t5,
+                      train_loss=loss, train_top1=acc))
+    log(f"  epoch {epoch:.2f}/{total_epochs:g} step {step}/{total_steps} "
+        f"loss={loss:.4f} train top-1 {acc:.2f}% | {eval_split} top-1 "
+        f"{t1:.2f}% top-5 {t5:.2f}% lr={float(schedule(step - 1)):.3g} "
+        f"({time.time() - t0:.1f}s)")
+    with writer.as_default(step=step):
+      tf.summary.scalar("train/loss", loss)
+      tf.summary.scalar("train/top1", acc)
+      tf.summary.scalar(f"{eval_split}/top1", t1)
+      tf.summary.scalar(f"{eval_split}/top5", t5)
+    manager.save(checkpoint_number=step)
+    _write_json(curve_path, dict(protocol=protocol, trunk=trunk.name,
+                                 layer=layer, curve=curve))
+  writer.flush()
+  out = entry()
+  log(f"  {protocol} [{trunk.name}] {layer}: {eval_split} top-1 "
+      f"{out[0]['top1']:.2f}% top-5 {out[0]['top5']:.2f}%")
+  return out

@@ -1,0 +1,105 @@
+"""`python -m evaluation`: every protocol end to end on Fashion-MNIST features
+of a run, reusing cached features, low data, and a TF-Hub module."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# A random-init run (0 steps) of the demo trunk; evaluation settings small
+# enough for CI and identical wherever two entries are compared.
+TRAIN_BINDINGS = ["train.epochs = 0", "experiment.evaluate_random_init = False"]
+EVAL_BINDINGS = [
+    "linear_eval.l2_grid = [1e-3]", "linear_eval.max_iter = 60",
+    "sgd_eval.batch_size = 256",
+    "sgd_eval.first_decay_epochs = 1", "sgd_eval.second_decay_after = 0",
+    "sgd_eval.tail_epochs = 1", "sgd_eval.eval_batch_size = 1000"]
+
+
+def _python(args, **kw):
+  proc = subprocess.run([sys.executable] + args, capture_output=True, text=True,
+                        cwd=ROOT, timeout=1200, **kw)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return proc.stdout
+
+
+def _evaluate(workdir, *flags):
+  bindings = [f"--gin_bindings={b}" for b in EVAL_BINDINGS]
+  return _python(["-m", "evaluation", f"--workdir={workdir}", *bindings, *flags])
+
+
+def _entries(workdir):
+  with open(os.path.join(workdir, "results.json")) as f:
+    return {(e["protocol"], e["trunk"], e["fraction"]): e
+            for e in json.load(f)["evaluations"]}
+
+
+@pytest.mark.slow
+def test_every_protocol_on_fashion_mnist_through_the_cli(tmp_path):
+  workdir = str(tmp_path / "run")
+  _python(["train_and_eval.py", "--config=configs/demo_fashion_mnist.gin",
+           f"--workdir={workdir}", "--mode=train"]
+          + [f"--gin_bindings={b}" for b in TRAIN_BINDINGS])
+
+  out = _evaluate(workdir, "--protocol=linear_lbfgs,linear_sgd_features,"
+                  "mlp_sgd_features")
+  # train, val, test (L-BFGS) and trainval (SGD), each once.
+  assert out.count("extracting pre_logits") == 4
+  entries = _entries(workdir)
+  lbfgs = entries[("linear_lbfgs", "trained@0", 1.0)]
+  assert lbfgs["train_split"] == "train+val" and lbfgs["eval_split"] == "test"
+  assert lbfgs["hyperparameters"]["train_examples"] == 55_000
+  assert 70 < lbfgs["top1"] < 95
+  for protocol in ("linear_sgd_features", "mlp_sgd_features"):
+    e = entries[(protocol, "trained@0", 1.0)]
+    assert e["train_split"] == "trainval"
+    assert [c["epoch"] for c in e["curve"]] == [1, 2]
+    assert 60 < e["top1"] < 95, (protocol, e["top1"])
+  cached = os.listdir(os.path.join(workdir, "features"))
+  assert sorted(name.split("-")[0] for name in cached) == [
+      "test", "train", "trainval", "val"]
+
+  # Low data on the cached features: nothing is extracted again.
+  out = _evaluate(workdir, "--protocol=linear_lbfgs", "--fraction=0.1")
+  assert "extracting" not in out and "read from" in out
+  low = _entries(workdir)[("linear_lbfgs", "trained@0", 0.1)]
+  assert low["hyperparameters"]["train_examples"] == 5_500
+  assert 50 < low["top1"] < lbfgs["top1"] + 1
+
+  # Image protocols (augmented, frozen trunk) on 2% of the labels.
+  _evaluate(workdir, "--protocol=linear_sgd,mlp_sgd", "--fraction=0.02",
+            "--gin_bindings=sgd_eval.batch_size = 32",
+            "--gin_bindings=sgd_eval.base_lr = 2.0",
+            "--gin_bindings=sgd_eval.eval_split = 'val'")
+  entries = _entries(workdir)
+  for protocol in ("linear_sgd", "mlp_sgd"):
+    e = entries[(protocol, "trained@0", 0.02)]
+    assert e["hyperparameters"]["train_examples"] == 1_200
+    assert e["eval_split"] == "val" and e["hyperparameters"]["lr"] == 0.03125
+    assert len(e["curve"]) == 2 and 50 < e["top1"] <= 100, (protocol, e["top1"])
+
+  # Done entries are not redone.
+  out = _evaluate(workdir, "--protocol=linear_lbfgs")
+  assert "already in results.json" in out
+
+  # The exported module gives the checkpoint's result.
+  hub_dir = os.path.join(workdir, "export", "hub", "0")
+  hub_work = str(tmp_path / "hub_eval")
+  _python(["-m", "evaluation", f"--hub_module={hub_dir}",
+           "--dataset=fashion_mnist", f"--workdir={hub_work}",
+           "--protocol=linear_lbfgs"]
+          + [f"--gin_bindings={b}" for b in EVAL_BINDINGS])
+  hub = _entries(hub_work)[("linear_lbfgs", f"hub:{hub_dir}", 1.0)]
+  assert abs(hub["top1"] - lbfgs["top1"]) < 0.05
+
+
+def test_unknown_protocol_names_the_known_ones(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "evaluation", f"--workdir={tmp_path}",
+       "--protocol=knn"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+  assert proc.returncode != 0
+  assert "Unknown evaluation protocol" in proc.stderr
+  assert "linear_lbfgs" in proc.stderr and "mlp_sgd_features" in proc.stderr
