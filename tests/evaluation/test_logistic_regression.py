@@ -94,13 +94,41 @@ def test_standardized_fit_matches_sklearn_after_standard_scaler(overlapping):
 def test_standardization_fixes_badly_scaled_features():
   x, y = _overlapping_classes(n=1500, dim=32, seed=1, scale_spread=2.0)
   l2 = 1e-2
-  raw = lr.fit(x, y, 5, l2=l2, standardize=False, max_iter=150)
-  std = lr.fit(x, y, 5, l2=l2, max_iter=150)
+  raw = lr.fit(x, y, 5, l2=l2, standardize=False, max_iter=150,
+               precondition=False)
+  std = lr.fit(x, y, 5, l2=l2, max_iter=150, precondition=False)
   ref = _sklearn(StandardScaler().fit_transform(x), y, l2)
   assert std.converged and not raw.converged
   assert std.iterations < 60
   assert abs(lr.accuracy(std, x, y) -
              ref.score(StandardScaler().fit_transform(x), y)) <= 0.005
+
+
+def _correlated_features(n, dim, classes, seed):
+  """Features mixed through a low-rank latent: a badly conditioned covariance."""
+  rng = np.random.default_rng(seed)
+  y = rng.integers(0, classes, n)
+  latent = rng.normal(size=(classes, 8))[y] + rng.normal(size=(n, 8))
+  x = latent @ rng.normal(size=(8, dim)) + 0.05 * rng.normal(size=(n, dim))
+  return np.maximum(x, 0).astype(np.float32), y
+
+
+def test_preconditioning_reaches_the_same_optimum_in_fewer_iterations():
+  x, y = _correlated_features(3000, 64, 6, seed=2)
+  # Measured: 54 vs 55 iterations at l2=1e-2, 212 vs 95 at 1e-4, 297 vs 110
+  # at 1e-5; weak l2 is where the covariance's conditioning matters.
+  for l2 in (1e-2, 1e-4, 1e-5):
+    plain = lr.fit(x, y, 6, l2=l2, max_iter=2000, tol=1e-5, precondition=False)
+    pre = lr.fit(x, y, 6, l2=l2, max_iter=2000, tol=1e-5)
+    assert plain.converged and pre.converged
+    if l2 < 1e-3:
+      assert pre.iterations < 0.6 * plain.iterations, l2
+    np.testing.assert_allclose(pre.objective, plain.objective, rtol=1e-4)
+    np.testing.assert_allclose(lr.predict_logits(pre, x), lr.predict_logits(plain, x),
+                               atol=0.05 if l2 == 1e-2 else 0.5)
+    ref = _sklearn(StandardScaler().fit_transform(x), y, l2)
+    assert abs(lr.accuracy(pre, x, y)
+               - ref.score(StandardScaler().fit_transform(x), y)) <= 0.005
 
 
 def test_constant_features_are_harmless(overlapping):
