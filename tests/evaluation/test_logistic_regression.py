@@ -208,7 +208,7 @@ def test_grid_search_picks_best_validation_l2_and_warm_start_saves_work(overlapp
   grid = (1e-4, 1e-1, 1e-2, 1e-3)  # unsorted on purpose
   lines = []
   result = lr.grid_search(train_x, train_y, val_x, val_y, 5, l2_grid=grid, tol=1e-5,
-                          log=lines.append)
+                          search_tol=None, log=lines.append)
   accs = result["val_top1_by_l2"]
   assert sorted(accs) == sorted(grid) and len(lines) == 4
   best = max(accs.values())
@@ -261,3 +261,22 @@ def test_invalid_chunked_and_settings_raise(overlapping):
     lr.grid_search(x, y, x[:, :10], y, 5)
   with pytest.raises(ValueError, match="l2_grid is empty"):
     lr.grid_search(x, y, x, y, 5, l2_grid=())
+
+
+def test_loose_ranking_fits_choose_the_same_l2_and_polish_the_winner(overlapping):
+  x, y = overlapping
+  train_x, train_y, val_x, val_y = x[:1000], y[:1000], x[1000:], y[1000:]
+  grid = (1e-1, 1e-2, 1e-3, 1e-4)
+  exact = lr.grid_search(train_x, train_y, val_x, val_y, 5, l2_grid=grid,
+                         tol=1e-6, search_tol=None)
+  lines = []
+  fast = lr.grid_search(train_x, train_y, val_x, val_y, 5, l2_grid=grid,
+                        tol=1e-6, search_tol=1e-3, log=lines.append)
+  assert fast["best_l2"] == exact["best_l2"]
+  assert len(lines) == 5 and "polished to tol 1e-06" in lines[-1]
+  assert sum(fast["iterations_by_l2"].values()) < sum(
+      exact["iterations_by_l2"].values())
+  direct = lr.fit(train_x, train_y, 5, l2=fast["best_l2"], tol=1e-6)
+  np.testing.assert_allclose(fast["model"].objective, direct.objective, rtol=1e-5)
+  np.testing.assert_allclose(lr.predict_logits(fast["model"], val_x),
+                             lr.predict_logits(direct, val_x), atol=2e-2)

@@ -1,0 +1,68 @@
+"""The Table 1 protocol on cached features: chunked from disk equals in memory,
+low-data fractions, and the results entry."""
+import numpy as np
+import pytest
+
+import fake_data
+from tiny_tasks import PixelTask
+from evaluation import feature_cache
+from evaluation import linear_eval
+from evaluation import trunks
+
+SETTINGS = dict(layers=["pixels"], l2_grid=[1e-1, 1e-3], max_iter=100,
+                batch_size=32, log=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+  return fake_data.InMemoryDataset(num_train=120, num_val=30, num_test=30,
+                                   size=8, num_classes=3, separable=True)
+
+
+def _trunk():
+  return trunks.Trunk("pixels", PixelTask(), None, dict(kind="test"))
+
+
+def test_chunked_fit_from_the_cache_equals_the_in_memory_fit(dataset, tmp_path):
+  in_memory = linear_eval.evaluate(_trunk(), dataset, **SETTINGS)[0]
+  cache = feature_cache.FeatureCache(str(tmp_path))
+  chunked = linear_eval.evaluate(_trunk(), dataset, cache=cache, chunk_rows=7,
+                                 **SETTINGS)[0]
+  assert cache.misses == 3  # train, val, test
+  for key in ("top1", "top5"):
+    assert chunked[key] == in_memory[key]
+  assert chunked["hyperparameters"] == in_memory["hyperparameters"]
+  assert chunked["top1"] == 100.0
+
+
+def test_entry_records_what_was_fitted(dataset):
+  entry = linear_eval.evaluate(_trunk(), dataset, **SETTINGS)[0]
+  assert entry["protocol"] == "linear_lbfgs"
+  assert entry["trunk"] == "pixels" and entry["layer"] == "pixels"
+  assert entry["train_split"] == "train+val" and entry["eval_split"] == "test"
+  assert entry["fraction"] == 1.0
+  hyper = entry["hyperparameters"]
+  assert hyper["l2"] in (1e-1, 1e-3) and hyper["l2_grid"] == [1e-1, 1e-3]
+  assert set(hyper["val_top1_by_l2"]) == {"0.1", "0.001"}
+  assert hyper["train_examples"] == 120
+
+
+def test_low_data_fits_a_balanced_fraction(dataset, tmp_path):
+  cache = feature_cache.FeatureCache(str(tmp_path))
+  entry = linear_eval.evaluate(_trunk(), dataset, cache=cache, fraction=0.25,
+                               **SETTINGS)[0]
+  assert entry["fraction"] == 0.25
+  assert entry["hyperparameters"]["train_examples"] == 30
+  with pytest.raises(ValueError, match=r"in \(0, 1\]"):
+    linear_eval.evaluate(_trunk(), dataset, fraction=2, **SETTINGS)
+
+
+def test_row_concat_reads_across_parts():
+  a = np.arange(12, dtype=np.float32).reshape(4, 3)
+  b = np.arange(12, 18, dtype=np.float32).reshape(2, 3)
+  both = linear_eval.RowConcat([a, b])
+  assert both.shape == (6, 3)
+  np.testing.assert_array_equal(both[3:5], np.concatenate([a, b])[3:5])
+  np.testing.assert_array_equal(both[0:6], np.concatenate([a, b]))
+  with pytest.raises(ValueError, match="widths"):
+    linear_eval.RowConcat([a, np.zeros([2, 4])])
