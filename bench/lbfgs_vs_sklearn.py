@@ -4,9 +4,11 @@ Both solve the same problems: multinomial logistic regression on standardised
 features (ours standardises internally; scikit-learn gets StandardScaler
 output, timed as part of its run), one fit per L2 value with
 C = 1 / (l2 * N_train), the same max_iter and tol, best L2 by validation top-1,
-then test top-1 of that model. Ours warm-starts along the grid (that is part of
-the method); scikit-learn fits each value from zero, as LogisticRegression does
-by default.
+then test top-1 of that model. Ours warm-starts along the grid, works in
+whitened weight coordinates, ranks the grid with fits to scikit-learn's default
+tol (1e-4) and polishes the chosen value to --tol (all part of the method:
+`logistic_regression.grid_search`); scikit-learn fits each value from zero to
+--tol, as LogisticRegression does by default.
 
 Features imitate CNN pre-logits: non-negative (ReLU of a linear map), strongly
 correlated through a low-rank latent, class-dependent means plus noise, and
