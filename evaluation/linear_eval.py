@@ -64,6 +64,7 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
              train_split: str = "train", val_split: str = "val",
              eval_split: str = "test", refit_on_train_and_val: bool = True,
              l2_grid: Optional[Sequence[float]] = None, max_iter: int = 500,
+             tol: float = 1e-6, search_tol: Optional[float] = 1e-4,
              batch_size: int = 256, pooling: str = "adaptive_max",
              fraction: float = 1.0, subset_seed: int = 0,
              max_in_memory_gb: float = 4.0, chunk_rows: Optional[int] = None,
@@ -74,6 +75,8 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
   fraction: a class-balanced fraction of `train_split` (low-data regime,
   subset chosen by `subset_seed`); the L2 strength is still chosen on
   `val_split` and the refit adds it. chunk_rows forces chunked fitting.
+  tol / search_tol: see `logistic_regression.grid_search` (grid values are
+  ranked at search_tol, the chosen one and the refit converge to tol).
 
   Returns one results entry per layer: {protocol, trunk, layer, pooling,
   train_split, eval_split, fraction, top1, top5, hyperparameters,
@@ -105,7 +108,8 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
       train_x, train_y = np.asarray(train_x[subset], np.float32), train_y[subset]
     search = lr.grid_search(feats(train_x), train_y, feats(val_x), val_y,
                             dataset.num_classes, l2_grid=l2_grid,
-                            max_iter=max_iter, log=lambda m: log("  " + m))
+                            max_iter=max_iter, tol=tol, search_tol=search_tol,
+                            log=lambda m: log("  " + m))
     best_l2 = search["best_l2"]
     final = search["model"]
     fit_split = train_split
@@ -113,7 +117,8 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
       fit_split = f"{train_split}+{val_split}"
       final = lr.fit(feats(RowConcat([train_x, val_x])),
                      np.concatenate([train_y, val_y]), dataset.num_classes,
-                     l2=best_l2, max_iter=max_iter, init=search["model"])
+                     l2=best_l2, max_iter=max_iter, tol=tol,
+                     init=search["model"])
     eval_feats = feats(eval_x)
     top1 = 100.0 * lr.accuracy(final, eval_feats, eval_y, k=1)
     top5 = 100.0 * lr.accuracy(final, eval_feats, eval_y,
@@ -128,7 +133,8 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
             l2=best_l2, l2_grid=list(l2_grid), selected_on=val_split,
             val_top1_by_l2={f"{k:g}": 100.0 * v
                             for k, v in search["val_top1_by_l2"].items()},
-            max_iter=max_iter, subset_seed=subset_seed,
+            max_iter=max_iter, tol=tol, search_tol=search_tol,
+            subset_seed=subset_seed,
             train_examples=int(len(train_y))),
         extract_time_s=round(t_extracted - t0, 2),
         fit_time_s=round(time.time() - t_layer, 2)))
