@@ -146,11 +146,5 @@ def low_data(dataset, split: str, fraction: float, seed: int = 0):
   return Subset(dataset, split, indices, fraction)
 
 
-def subset_size(num_examples: int, fraction: float) -> int:
-  """How many examples `balanced_subset` returns for a split of that size."""
-  fraction = check_fraction(fraction)
-  return num_examples if fraction == 1.0 else max(1, int(round(fraction * num_examples)))
-
-
 __all__ = ["balanced_subset", "check_fraction", "low_data", "split_labels",
-           "Subset", "subset_size"]
+           "Subset"]

@@ -20,3 +20,17 @@ import tensorflow as tf  # noqa: E402
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+import gin  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def clean_gin():
+  """Every task's gin names registered, and no bindings before or after."""
+  from self_supervision import task as task_lib  # pylint: disable=g-import-not-at-top
+  task_lib.task_names()
+  gin.clear_config()
+  yield
+  gin.clear_config()

@@ -16,12 +16,7 @@ from self_supervision import triplet_loss
 PP_TRAIN = "decode|to_gray(2/3)|inception_patches(8, 16)|standardize"
 
 
-@pytest.fixture(autouse=True)
-def _gin():
-  task_lib.task_names()
-  gin.clear_config()
-  yield
-  gin.clear_config()
+pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
 def _linear_model(images, training):

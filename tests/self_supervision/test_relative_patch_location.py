@@ -2,7 +2,6 @@
 import os
 
 import gin
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,40 +10,14 @@ from datasets import registry
 from self_supervision import patch_task
 from self_supervision import relative_patch_location as rpl
 from self_supervision import task as task_lib
+from tiny_tasks import PatchIndexTrunk, RecordingHead
 from self_supervision import trainer as trainer_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 B = 3
 
 
-class PatchIndexTrunk(keras.layers.Layer):
-  """A trunk whose 2-d embedding of a constant patch is (value, -value)."""
-
-  def call(self, images, training=False):
-    value = tf.reduce_mean(images, axis=[1, 2, 3])
-    logits = tf.stack([value, -value], axis=1)
-    return logits, {"pre_logits": logits}
-
-
-class RecordingHead(keras.layers.Layer):
-  """Records the head input; zero logits, so the loss is log(num_classes)."""
-
-  def __init__(self, num_classes):
-    super().__init__()
-    self.num_classes = num_classes
-    self.inputs = []
-
-  def call(self, features, training=False):
-    self.inputs.append(features.numpy())
-    return tf.zeros([tf.shape(features)[0], self.num_classes])
-
-
-@pytest.fixture(autouse=True)
-def _gin():
-  task_lib.task_names()
-  gin.clear_config()
-  yield
-  gin.clear_config()
+pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
 def test_pairs_and_labels_are_exact():

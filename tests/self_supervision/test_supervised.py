@@ -18,12 +18,7 @@ from self_supervision import trainer as trainer_lib
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture(autouse=True)
-def _gin():
-  task_lib.task_names()
-  gin.clear_config()
-  yield
-  gin.clear_config()
+pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
 _LOGITS = np.array([[2.0, -1.0, 0.5, 0.0, 1.0, -2.0],
