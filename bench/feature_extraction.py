@@ -9,9 +9,11 @@ issue's target is a ratio >= 0.9.
 
 On a 2-core CPU the input pipeline (decode, resize) runs on the same cores
 as the trunk, so the ratio depends on how heavy the trunk is next to the
-pipeline: the default sweep goes from the demo trunk (0.01 GFLOP per image,
-as cheap as its own preprocessing) to a width-2 trunk at 64 px. On a GPU or
-TPU the pipeline runs beside the trunk instead.
+pipeline: the default sweep goes from the demo trunk (0.01 GFLOP per image)
+to a width-2 trunk at 64 px. On a GPU or TPU the pipeline runs beside the
+trunk instead. The input pipeline alone is timed too, with its ops run once
+per batch (the default) and once per example, as what it costs next to the
+trunk explains the ratio.
 
 Usage:
   python bench/feature_extraction.py                  # ResNet50 v2, three sizes
@@ -56,9 +58,10 @@ def main():
     rows.append(bench_one(args, int(width), int(size)))
   print(f"\nratio extraction / forward (target >= 0.9), {args.split} split, "
         f"batch {args.batch}, layers {args.layers}:")
-  for width, size, fwd, ext in rows:
+  for width, size, fwd, ext, pipe in rows:
     print(f"  {args.arch} width {width:g} at {size:3d}px: forward {fwd:7.0f} img/s,"
-          f" extraction {ext:7.0f} img/s, ratio {ext / fwd:.3f}")
+          f" extraction {ext:7.0f} img/s, ratio {ext / fwd:.3f}; input pipeline"
+          f" alone {pipe[True]:.0f} img/s per batch, {pipe[False]:.0f} per example")
 
 
 def bench_one(args, width, size):
@@ -108,7 +111,19 @@ def bench_one(args, width, size):
   fwd, ext = min(times["forward"]), min(times["extract"])
   print(f"{args.arch} width {width:g} at {size}px, {n} images: forward "
         f"{times['forward']}, extraction {times['extract']} s", flush=True)
-  return width, size, n / fwd, n / ext
+  pp = task.preprocess(task_lib.REPRESENTATION)
+
+  def pipeline(batched):
+    t0 = time.perf_counter()
+    for _ in input_pipeline.make_dataset(dataset, args.split, pp, args.batch,
+                                         training=False,
+                                         batch_preprocessing=batched):
+      pass
+    return time.perf_counter() - t0
+
+  pipe = {batched: n / min(pipeline(batched) for _ in range(args.repeats))
+          for batched in (True, False)}
+  return width, size, n / fwd, n / ext, pipe
 
 
 if __name__ == "__main__":

@@ -101,7 +101,10 @@ def _central_crop(image: tf.Tensor, h: int, w: int) -> tf.Tensor:
       message=f"central crop of {h}x{w} is larger than the image")
   top = (height - h) // 2
   left = (width - w) // 2
-  return image[..., top:top + h, left:left + w, :]
+  crop = image[..., top:top + h, left:left + w, :]
+  # Slicing at run-time offsets loses the static size, which is known.
+  crop.set_shape(image.shape[:-3].concatenate([h, w]).concatenate(image.shape[-1:]))
+  return crop
 
 
 def _resize(image: tf.Tensor, h: int, w: int, method: str = "bilinear") -> tf.Tensor:
@@ -178,7 +181,8 @@ def get_decode(channels: int = 3, *, training: bool) -> ppr.PreprocessFn:
   """Image (encoded string or uint8 [H, W, C], C in {1, 3}) -> float32 [0, 1].
 
   Output has `channels` channels: grayscale is tiled to RGB, RGB is converted
-  to luma for channels=1 (as image decoders do).
+  to luma for channels=1 (as image decoders do). Already decoded images may
+  come as a batch [B, H, W, C].
   """
   del training
   if channels not in (1, 3):
@@ -187,16 +191,21 @@ def get_decode(channels: int = 3, *, training: bool) -> ppr.PreprocessFn:
   def _decode(features):
     image = tf.convert_to_tensor(_image(features, "decode"))
     if image.dtype == tf.string:
+      if image.shape.rank != 0:
+        raise ValueError(f"decode expects one encoded image (a scalar string); "
+                         f"got shape {image.shape}.")
       image = tf.io.decode_image(image, channels=channels, expand_animations=False)
-    if image.shape.rank != 3:
-      raise ValueError(f"decode expects one image [H, W, C]; got shape {image.shape}.")
+    if image.shape.rank not in (3, 4):
+      raise ValueError(f"decode expects one image [H, W, C] or a batch of them; "
+                       f"got shape {image.shape}.")
     image = tf.image.convert_image_dtype(image, tf.float32)
     in_channels = image.shape[-1]
     if in_channels is None:
       # Channel count unknown until run time: tiling by 3 // C turns 1 channel
       # into 3 and leaves 3 unchanged.
       if channels == 3:
-        image = tf.tile(image, [1, 1, 3 // tf.shape(image)[-1]])
+        multiples = [1] * (image.shape.rank - 1) + [3 // tf.shape(image)[-1]]
+        image = tf.tile(image, multiples)
       else:
         image = tf.cond(tf.shape(image)[-1] == 3,
                         lambda: tf.image.rgb_to_grayscale(image), lambda: image)
@@ -211,7 +220,7 @@ def get_decode(channels: int = 3, *, training: bool) -> ppr.PreprocessFn:
                          f"{in_channels}.")
     return _with_image(features, image)
 
-  return _decode
+  return ppr.batchable(_decode)
 
 
 @ppr.register("resize")
@@ -231,7 +240,7 @@ def get_resize(size: Size, method: str = "bilinear", *,
     image = _float_image(features, "resize")
     return _with_image(features, _resize(image, h, w, method))
 
-  return _apply
+  return ppr.batchable(_apply)
 
 
 @ppr.register("resize_small")
@@ -257,7 +266,7 @@ def get_resize_small(smaller_side: int, *, training: bool) -> ppr.PreprocessFn:
     image = tf.image.resize(image, tf.stack([new_h, new_w]), method="area")
     return _with_image(features, tf.cast(image, tf.float32))
 
-  return _apply
+  return ppr.batchable(_apply)
 
 
 @ppr.register("crop")
@@ -278,7 +287,8 @@ def get_crop(size: Size, *, training: bool) -> ppr.PreprocessFn:
     image = tf.image.stateless_random_crop(image, crop_shape, seed)
     return _with_image(features, image)
 
-  return _apply
+  # Deterministic in evaluation only.
+  return _apply if training else ppr.batchable(_apply)
 
 
 @ppr.register("central_crop")
@@ -294,7 +304,7 @@ def get_central_crop(size: Size, *, training: bool) -> ppr.PreprocessFn:
     image = _float_image(features, "central_crop")
     return _with_image(features, _central_crop(image, h, w))
 
-  return _apply
+  return ppr.batchable(_apply)
 
 
 @ppr.register("inception_crop")
@@ -317,7 +327,8 @@ def get_inception_crop(size: Size, area_min: float = 5, area_max: float = 100, *
     crop_fn = lambda x, s: _inception_crop(x, s, h, w, area_min, area_max)
     return _with_image(features, _per_element(crop_fn, image, seed, (h, w)))
 
-  return _apply
+  # Deterministic in evaluation only.
+  return _apply if training else ppr.batchable(_apply)
 
 
 @ppr.register("flip_lr")
@@ -331,7 +342,8 @@ def get_flip_lr(*, training: bool) -> ppr.PreprocessFn:
     seed, features = ppr.next_seed(features)
     return _with_image(features, tf.image.stateless_random_flip_left_right(image, seed))
 
-  return _apply
+  # Deterministic in evaluation only.
+  return _apply if training else ppr.batchable(_apply)
 
 
 @ppr.register("color_distort")
@@ -358,7 +370,8 @@ def get_color_distort(brightness_delta: float = 32.0 / 255.0,
                                           saturation_upper)
     return _with_image(features, _per_element(distort, image, seed))
 
-  return _apply
+  # Deterministic in evaluation only.
+  return _apply if training else ppr.batchable(_apply)
 
 
 @ppr.register("inception_preprocess")
@@ -382,7 +395,8 @@ def get_inception_preprocess(size: Size, area_min: float = 5, area_max: float = 
     fn = lambda x, s: _inception_preprocess(x, s, h, w, True, area_min, area_max)
     return _with_image(features, _per_element(fn, image, seed, (h, w)))
 
-  return _apply
+  # Deterministic in evaluation only.
+  return _apply if training else ppr.batchable(_apply)
 
 
 @ppr.register("inception_patches")
@@ -426,7 +440,7 @@ def get_value_range(lo: float, hi: float, in_lo: float = 0.0, in_hi: float = 1.0
     image = _float_image(features, "value_range")
     return _with_image(features, (image - in_lo) * scale + lo)
 
-  return _apply
+  return ppr.batchable(_apply)
 
 
 @ppr.register("to_gray")
@@ -456,7 +470,8 @@ def get_to_gray(p: float = 2.0 / 3.0, eval_p: float = 0.0, *,
     to_gray = tf.random.stateless_uniform([], seed) < prob
     return _with_image(features, tf.where(to_gray, gray, image))
 
-  return _apply
+  # Per-example coin flips only strictly between 0 and 1.
+  return ppr.batchable(_apply) if prob in (0.0, 1.0) else _apply
 
 
 @ppr.register("crop_patches")
@@ -543,7 +558,7 @@ def get_standardize(*, training: bool) -> ppr.PreprocessFn:
     image = _float_image(features, "standardize")
     return _with_image(features, tf.image.per_image_standardization(image))
 
-  return _apply
+  return ppr.batchable(_apply)
 
 
 @ppr.register("keep")
@@ -565,4 +580,4 @@ def get_keep(*keys: str, training: bool) -> ppr.PreprocessFn:
                        f"{sorted(features)}.")
     return {k: features[k] for k in keys}
 
-  return _apply
+  return ppr.batchable(_apply)

@@ -227,6 +227,72 @@ class TfdsDataset:
     return index_and_shard(examples, input_context)
 
 
+  def as_batched_dataset(self, split, batch_size, *, input_context=None):
+    """One ordered pass over a split in batches, parsed a batch at a time.
+
+    Same examples, order, sharding and fields as `as_dataset(split).batch(
+    batch_size)`, but each batch of serialized records is parsed and decoded
+    by one op: tfds parses record by record, which measured 54-73 us of CPU
+    per 28x28 image on this 2-core machine, more than a small trunk's forward.
+
+    Returns:
+      tf.data.Dataset of {'image' [b, H, W, C] or [b] strings, 'label' [b],
+      'index' [b]} dicts, or None where the stored features cannot be parsed
+      as fixed-size fields (the caller then reads per example).
+    """
+    tfds_split, _ = self._tfds_split(split)
+    features = self.builder.info.features
+    serialized = features.get_serialized_info()
+    wanted = ('image', 'label')
+    if not all(k in serialized for k in wanted):
+      return None
+    spec = {}
+    for key in wanted:
+      info = serialized[key]
+      if (getattr(info, 'sequence_rank', 0) or info.shape is None
+          or not all(isinstance(d, int) for d in info.shape)):
+        return None
+      spec[key] = tf.io.FixedLenFeature(info.shape, info.dtype)
+    parts = []
+    for instruction in self.builder.info.splits[tfds_split].file_instructions:
+      part = tf.data.TFRecordDataset(instruction.filename)
+      parts.append(part.skip(instruction.skip).take(instruction.take))
+    records = parts[0]
+    for part in parts[1:]:
+      records = records.concatenate(part)
+    records = records.enumerate()
+    if input_context is not None and input_context.num_input_pipelines > 1:
+      records = records.shard(input_context.num_input_pipelines,
+                              input_context.input_pipeline_id)
+
+    def parse(index, serialized_batch):
+      parsed = tf.io.parse_example(serialized_batch, spec)
+      image = parsed['image']
+      if self._decode_images:
+        image = _decode_image_batch(features['image'], image)
+      return {'image': image,
+              'label': tf.cast(features['label'].decode_batch_example(
+                  parsed['label']), tf.int64),
+              'index': index}
+
+    return records.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _decode_image_batch(feature, data):
+  """tfds `feature.decode_batch_example(data)`, without its per-example loop.
+
+  tfds decodes a batch of raw-bytes tensors with tf.map_fn; one decode_raw
+  over the batch gives the same array (checked against tfds's per-example
+  reading in tests/datasets/test_input_pipeline.py) at a fraction of the cost.
+  """
+  shape = getattr(feature, 'shape', None)
+  if (isinstance(feature, tfds.features.Tensor)
+      and getattr(feature, '_encoded_to_bytes', False)
+      and shape is not None and all(isinstance(d, int) for d in shape)):
+    return tf.reshape(tf.io.decode_raw(data, feature.tf_dtype), [-1, *shape])
+  return feature.decode_batch_example(data)
+
+
 @contextlib.contextmanager
 def _quiet_tfds():
   """Silences tfds's progress bars and status prints for the enclosed calls."""

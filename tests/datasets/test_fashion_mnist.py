@@ -9,40 +9,10 @@ import tensorflow as tf
 
 from datasets import fashion_mnist
 from datasets import registry
+from fake_data import (NUM_TEST, NUM_TRAIN, idx_bytes, make_images, write_fashion_files,
+                       write_gz)
 
 DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
-NUM_TRAIN = 30
-NUM_TEST = 8
-
-
-def idx_bytes(array):
-  """The IDX encoding of a uint8 array: magic 0x0000080<rank>, big-endian dims, data."""
-  header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f'>{array.ndim}I', *array.shape)
-  return header + array.tobytes()
-
-
-def write_gz(path, data):
-  with gzip.open(path, 'wb') as f:
-    f.write(data)
-
-
-def make_images(start, count):
-  """Image k is filled with the value start + k, so pixels name their source position."""
-  values = np.arange(start, start + count, dtype=np.uint8)
-  return np.broadcast_to(values[:, None, None], (count, 28, 28)).copy()
-
-
-def write_fashion_files(folder, num_train=NUM_TRAIN, num_test=NUM_TEST):
-  os.makedirs(folder, exist_ok=True)
-  write_gz(os.path.join(folder, fashion_mnist.TRAIN_IMAGES),
-           idx_bytes(make_images(0, num_train)))
-  write_gz(os.path.join(folder, fashion_mnist.TRAIN_LABELS),
-           idx_bytes(np.arange(num_train, dtype=np.uint8) % 10))
-  write_gz(os.path.join(folder, fashion_mnist.TEST_IMAGES),
-           idx_bytes(make_images(100, num_test)))
-  write_gz(os.path.join(folder, fashion_mnist.TEST_LABELS),
-           idx_bytes((np.arange(num_test, dtype=np.uint8) * 3) % 10))
-  return folder
 
 
 @pytest.fixture(scope='module')

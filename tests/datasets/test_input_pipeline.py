@@ -1,0 +1,138 @@
+"""Tests for the input pipeline: batched reading and per-batch preprocessing."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import fake_data
+from datasets import fashion_mnist
+from datasets import input_pipeline
+from datasets import preprocess_registry as ppr
+
+SPLITS = ("train", "val", "trainval", "test")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+  """A prepared tiny Fashion-MNIST with random pixels: 24 train, 6 val, 8 test."""
+  root = tmp_path_factory.mktemp("fashion")
+  manual_dir = fake_data.write_fashion_files(str(root / "idx"), seed=3)
+  ds = fashion_mnist.FashionMnist(data_dir=str(root / "tfds"),
+                                  manual_dir=manual_dir, holdout=6)
+  ds.prepare()
+  return ds
+
+
+def _arrays(ds):
+  return [{k: v.numpy() for k, v in batch.items()} for batch in ds]
+
+
+def _assert_same_batches(got, expected):
+  assert len(got) == len(expected)
+  for a, b in zip(got, expected):
+    assert sorted(a) == sorted(b)
+    for key in a:
+      assert a[key].shape == b[key].shape, key
+      np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize("pipelines", [1, 2])
+def test_batched_reading_equals_tfds_reading(tiny, split, pipelines):
+  for pipeline_id in range(pipelines):
+    context = tf.distribute.InputContext(num_input_pipelines=pipelines,
+                                         input_pipeline_id=pipeline_id)
+    got = _arrays(tiny.as_batched_dataset(split, 4, input_context=context))
+    expected = _arrays(tiny.as_dataset(split, input_context=context).batch(4))
+    assert len(got) == len(expected) > 0
+    for a, b in zip(got, expected):
+      assert sorted(a) == ["image", "index", "label"]
+      for key in a:
+        assert a[key].dtype == b[key].dtype
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+EVAL_PIPELINES = [
+    "decode|resize(32)|value_range(-1, 1)",
+    "decode(1)|resize_small(40)|crop(32)|flip_lr|to_gray(eval_p=1.0)|standardize",
+    "decode|central_crop(20)|inception_crop(16)|color_distort|value_range(0, 2)",
+    "decode|inception_preprocess(16)|keep('image', 'label')",
+    "decode|to_gray(eval_p=0.5)|resize(8)",
+    "decode|resize(30)|crop_patches(3, 8)",
+]
+
+
+@pytest.mark.parametrize("pp", EVAL_PIPELINES)
+def test_per_batch_preprocessing_gives_the_per_example_batches(tiny, pp):
+  for split in ("train", "test"):
+    fast = input_pipeline.make_dataset(tiny, split, pp, 5, training=False)
+    slow = input_pipeline.make_dataset(tiny, split, pp, 5, training=False,
+                                       batch_preprocessing=False)
+    _assert_same_batches(_arrays(fast), _arrays(slow))
+
+
+def test_per_batch_preprocessing_of_encoded_images():
+  data = fake_data.InMemoryDataset(num_train=12, size=12, channels=3,
+                                   encode_png=True)
+  pp = "decode|resize_small(20)|crop(16)|value_range(-1, 1)"
+  fast = input_pipeline.make_dataset(data, "train", pp, 5, training=False)
+  slow = input_pipeline.make_dataset(data, "train", pp, 5, training=False,
+                                     batch_preprocessing=False)
+  batches = _arrays(fast)
+  assert [b["image"].shape for b in batches] == [(5, 16, 16, 3)] * 2 + [(2, 16, 16, 3)]
+  _assert_same_batches(batches, _arrays(slow))
+
+
+def _spec_dataset(image_spec):
+  return tf.data.Dataset.from_generator(
+      lambda: iter(()), output_signature={
+          "image": image_spec, "label": tf.TensorSpec([], tf.int64)})
+
+
+@pytest.mark.parametrize("pp, training, encoded, expected", [
+    # Decoded, equally sized images: everything per batch.
+    ("decode|resize(32)|value_range(-1, 1)", False, False, 0),
+    # Encoded: sizes are known once crop(16) has run.
+    ("decode|resize_small(20)|crop(16)|value_range(-1, 1)", False, True, 3),
+    # Random training ops stay per example; value_range follows them.
+    ("decode|inception_crop(16)|flip_lr|value_range(-1, 1)", True, False, 3),
+    # A random to_gray stays per example, what follows it does not.
+    ("decode|to_gray(eval_p=0.5)|value_range(-1, 1)", False, False, 2),
+    # Nothing batchable at the end.
+    ("decode|resize(32)|rotate", False, False, None),
+    ("decode|resize(30)|crop_patches(3, 8)", False, False, None),
+    ("", False, False, None),
+])
+def test_where_per_batch_preprocessing_starts(pp, training, encoded, expected):
+  import self_supervision.rotation  # noqa: F401  (registers `rotate`)
+  spec = (tf.TensorSpec([], tf.string) if encoded
+          else tf.TensorSpec([28, 28, 1], tf.uint8))
+  ops = ppr.get_preprocess_ops(pp, training=training)
+  assert input_pipeline._batched_suffix_start(_spec_dataset(spec), ops) == expected
+
+
+def test_one_pass_pipelines_do_not_autotune(tiny):
+  one_pass = input_pipeline.make_dataset(tiny, "test", "decode", 4, training=False)
+  assert one_pass.options().autotune.enabled is False
+  endless = input_pipeline.make_dataset(tiny, "train", "decode", 4, training=True)
+  assert endless.options().autotune.enabled is not False
+
+
+def test_batchable_marks_depend_on_mode_and_arguments():
+  def batchable(pp, training):
+    return [ppr.is_batchable(op) for op in ppr.get_preprocess_ops(pp, training=training)]
+
+  assert batchable("decode|crop(8)|flip_lr|to_gray", False) == [True] * 4
+  assert batchable("decode|crop(8)|flip_lr|to_gray", True) == [True, False, False, False]
+  assert batchable("to_gray(eval_p=1.0)|to_gray(eval_p=0.3)", False) == [True, False]
+  assert batchable("crop_patches(3, 8)|inception_patches(2, 8)", False) == [False, False]
+
+
+def test_decode_of_a_batch_decodes_each_image():
+  images = np.random.RandomState(0).randint(0, 256, (3, 4, 5, 1)).astype(np.uint8)
+  decode = ppr.get_preprocess_fn("decode", training=False)
+  batch = decode({"image": tf.constant(images)})["image"].numpy()
+  assert batch.shape == (3, 4, 5, 3)
+  for image, out in zip(images, batch):
+    np.testing.assert_array_equal(out, decode({"image": tf.constant(image)})["image"])
+  with pytest.raises(ValueError, match="scalar string"):
+    decode({"image": tf.constant(["a", "b"])})
