@@ -94,7 +94,7 @@ def make_dataset(dataset, split: str, pp: str, batch_size: int, *,
     ds = ds.enumerate().map(_add_rng(seed, pipeline_id))
     pp_fn = preprocess_registry.compose(per_example)
     ds = ds.map(lambda f: _drop_private(pp_fn(f)), num_parallel_calls=AUTOTUNE)
-  else:
+  elif batch_from is None:  # the empty pipeline
     ds = ds.map(_drop_private)
   ds = ds.batch(batch_size, drop_remainder=training)
   if batch_from is not None:
@@ -113,10 +113,10 @@ def _batched_suffix_start(ds: tf.data.Dataset, ops) -> Optional[int]:
   start = len(ops)
   while start > 0 and preprocess_registry.is_batchable(ops[start - 1]):
     start -= 1
+  probe = dict(ds.element_spec)
+  probe[preprocess_registry.RNG_KEY] = tf.TensorSpec([2], tf.int64)
   for batch_from in range(start, len(ops)):
     prefix = preprocess_registry.compose(ops[:batch_from])
-    probe = dict(ds.element_spec)
-    probe[preprocess_registry.RNG_KEY] = tf.TensorSpec([2], tf.int64)
     image = tf.function(prefix).get_concrete_function(probe).structured_outputs
     image = image.get("image") if isinstance(image, dict) else None
     if (isinstance(image, tf.Tensor) and image.dtype != tf.string
