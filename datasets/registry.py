@@ -252,7 +252,7 @@ class TfdsDataset:
       if (getattr(info, 'sequence_rank', 0) or info.shape is None
           or not all(isinstance(d, int) for d in info.shape)):
         return None
-      spec[key] = tf.io.FixedLenFeature(info.shape, info.dtype)
+      spec[key] = tf.io.FixedLenFeature(info.shape, info.tf_dtype)
     parts = []
     for instruction in self.builder.info.splits[tfds_split].file_instructions:
       part = tf.data.TFRecordDataset(instruction.filename)
