@@ -438,7 +438,9 @@ def get_value_range(lo: float, hi: float, in_lo: float = 0.0, in_hi: float = 1.0
 
   def _apply(features):
     image = _float_image(features, "value_range")
-    return _with_image(features, (image - in_lo) * scale + lo)
+    if in_lo:  # x - 0.0 is x; skipping it saves a pass over the image
+      image = image - in_lo
+    return _with_image(features, image * scale + lo)
 
   return ppr.batchable(_apply)
 

@@ -23,8 +23,14 @@ class Extractor:
     self.pooling = pooling
     self.strategy = strategy or tf.distribute.get_strategy()
     self._fn = tf.function(self._features, reduce_retracing=True)
+    # tf.function keys Python arguments by identity: one BatchOps object per
+    # distinct pipeline keeps every split on the same trace.
+    self._batch_ops = {}
 
-  def _replica_fn(self, images):
+  def _replica_fn(self, batch, finish):
+    # The pipeline's per-batch ops run here, in the trunk's own step (see
+    # input_pipeline.make_eval_batches for why).
+    images = finish(batch)["image"]
     end_points = self.task.representation(self.model, images)
     missing = [l for l in self.layers if l not in end_points]
     if missing:
@@ -33,11 +39,13 @@ class Extractor:
     return [pooling_lib.pool_and_flatten(end_points[l], self.pooling)
             for l in self.layers]
 
-  def _features(self, batch):
-    out = self.strategy.run(self._replica_fn, args=(batch["image"],))
+  def _features(self, batch, finish):
+    out = self.strategy.run(lambda images: self._replica_fn(images, finish),
+                            args=({"image": batch["image"]},))
     # Batches were split between replicas in order, so gathering restores it.
     return ([self.strategy.gather(o, axis=0) for o in out],
-            self.strategy.gather(batch["label"], axis=0))
+            self.strategy.gather(batch["label"], axis=0),
+            self.strategy.gather(batch["valid"], axis=0))
 
   def batches(self, dataset, split: str, *, batch_size: int = 256,
               log: Callable[[str], None] = print
@@ -47,17 +55,27 @@ class Extractor:
     Logs progress every 20 s. Raises if the split yields a different number
     of examples than the dataset promises (a truncated or corrupt split).
     """
+    replicas = self.strategy.num_replicas_in_sync
+    if batch_size < replicas:
+      raise ValueError(f"Extraction batch size {batch_size} is smaller than "
+                       f"the {replicas} replicas; use a batch size of at "
+                       f"least {replicas} (e.g. linear_eval.batch_size).")
     pp = self.task.preprocess(task_lib.REPRESENTATION)
-    ds = input_pipeline.make_dataset(dataset, split, pp, batch_size,
-                                     training=False)
+    ds, finish = input_pipeline.make_eval_batches(dataset, split, pp,
+                                                  batch_size)
+    finish = self._batch_ops.setdefault(finish, finish)
+    # One static shape (one trace of the trunk) and no replica left without
+    # rows by a short last batch; see input_pipeline.pad_batches.
+    ds = input_pipeline.pad_batches(ds, batch_size)
     total = dataset.num_examples(split)
     done = 0
     t0 = last_log = time.time()
     for batch in self.strategy.experimental_distribute_dataset(ds):
-      feats, lab = self._fn(batch)
-      labels = lab.numpy().astype(np.int64)
-      done += len(labels)
-      yield [f.numpy() for f in feats], labels
+      feats, lab, valid = self._fn(batch, finish)
+      n = int(np.count_nonzero(valid.numpy()))  # the padding is at the end
+      labels = lab.numpy()[:n].astype(np.int64)
+      done += n
+      yield [f.numpy()[:n] for f in feats], labels
       if time.time() - last_log > 20:
         log(f"  features of {split}: {done}/{total} images "
             f"({done / (time.time() - t0):.0f} img/s)")

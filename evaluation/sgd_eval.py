@@ -284,8 +284,9 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
     if inputs == "images":
       x = features_of(x)
     logits = head_model(x, training=False)
-    top1.update_state(batch["label"], logits)
-    top5.update_state(batch["label"], logits)
+    # Padding rows (see below) weigh nothing.
+    top1.update_state(batch["label"], logits, sample_weight=batch["valid"])
+    top5.update_state(batch["label"], logits, sample_weight=batch["valid"])
 
   @tf.function
   def eval_batch(batch):
@@ -300,6 +301,8 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
     else:
       ds = tf.data.Dataset.from_tensor_slices(
           {"image": eval_x, "label": eval_y}).batch(eval_batch_size)
+    # Padded to full batches: a short last one could leave a replica no rows.
+    ds = input_pipeline.pad_batches(ds, eval_batch_size)
     for batch in strategy.experimental_distribute_dataset(ds):
       eval_batch(batch)
     return 100.0 * float(top1.result()), 100.0 * float(top5.result())

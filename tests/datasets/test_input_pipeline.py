@@ -70,6 +70,57 @@ def test_per_batch_preprocessing_gives_the_per_example_batches(tiny, pp):
     _assert_same_batches(_arrays(fast), _arrays(slow))
 
 
+@pytest.mark.parametrize("pp", EVAL_PIPELINES + [""])
+def test_eval_batches_finished_by_the_consumer_are_make_dataset_batches(tiny, pp):
+  for split in ("train", "test"):
+    ds, finish = input_pipeline.make_eval_batches(tiny, split, pp, 5)
+    got = _arrays(ds.map(finish))
+    assert all(sorted(b) == ["image", "label"] for b in got)
+    expected = _arrays(input_pipeline.make_dataset(tiny, split, pp, 5,
+                                                   training=False))
+    _assert_same_batches(got, expected)
+
+
+def test_eval_batches_leave_the_per_batch_ops_to_the_consumer(tiny):
+  ds, finish = input_pipeline.make_eval_batches(
+      tiny, "test", "decode|resize(32)|value_range(-1, 1)", 4)
+  # Raw uint8 images cross from tf.data; the 3 ops run where finish is called.
+  assert ds.element_spec["image"] == tf.TensorSpec([None, 28, 28, 1], tf.uint8)
+  assert finish.num_ops == 3
+  ds, finish = input_pipeline.make_eval_batches(
+      tiny, "test", "decode|resize(30)|crop_patches(3, 8)", 4)
+  assert finish.num_ops == 0  # patches are cut per example, in tf.data
+  assert ds.element_spec["image"].shape.as_list() == [None, 9, 8, 8, 3]
+
+
+def test_batched_reading_never_builds_the_per_example_dataset(tiny, monkeypatch):
+  def refuse(*args, **kwargs):
+    raise AssertionError("as_dataset called")
+  pp = "decode|resize(32)|value_range(-1, 1)"
+  expected = _arrays(input_pipeline.make_dataset(tiny, "val", pp, 4,
+                                                 training=False))
+  monkeypatch.setattr(tiny, "as_dataset", refuse)
+  _assert_same_batches(
+      _arrays(input_pipeline.make_dataset(tiny, "val", pp, 4, training=False)),
+      expected)
+  ds, finish = input_pipeline.make_eval_batches(tiny, "val", pp, 4)
+  _assert_same_batches(_arrays(ds.map(finish)), expected)
+  with pytest.raises(AssertionError, match="as_dataset called"):
+    # A per-example op (patches) still needs it.
+    input_pipeline.make_dataset(tiny, "val", "decode|crop_patches(3, 8)", 4,
+                                training=False)
+
+
+def test_batch_ops_are_equal_for_one_pipeline_and_switch_point(tiny):
+  pp = "decode|resize(32)|value_range(-1, 1)"
+  _, a = input_pipeline.make_eval_batches(tiny, "train", pp, 4)
+  _, b = input_pipeline.make_eval_batches(tiny, "test", pp, 8)
+  _, c = input_pipeline.make_eval_batches(tiny, "test", "decode|resize(16)", 8)
+  assert a == b and hash(a) == hash(b) and a is not b
+  assert a != c
+  assert {a: 1}[b] == 1
+
+
 def test_per_batch_preprocessing_of_encoded_images():
   data = fake_data.InMemoryDataset(num_train=12, size=12, channels=3,
                                    encode_png=True)
@@ -82,10 +133,8 @@ def test_per_batch_preprocessing_of_encoded_images():
   _assert_same_batches(batches, _arrays(slow))
 
 
-def _spec_dataset(image_spec):
-  return tf.data.Dataset.from_generator(
-      lambda: iter(()), output_signature={
-          "image": image_spec, "label": tf.TensorSpec([], tf.int64)})
+def _element_spec(image_spec):
+  return {"image": image_spec, "label": tf.TensorSpec([], tf.int64)}
 
 
 @pytest.mark.parametrize("pp, training, encoded, expected", [
@@ -107,7 +156,7 @@ def test_where_per_batch_preprocessing_starts(pp, training, encoded, expected):
   spec = (tf.TensorSpec([], tf.string) if encoded
           else tf.TensorSpec([28, 28, 1], tf.uint8))
   ops = ppr.get_preprocess_ops(pp, training=training)
-  assert input_pipeline._batched_suffix_start(_spec_dataset(spec), ops) == expected
+  assert input_pipeline._batched_suffix_start(_element_spec(spec), ops) == expected
 
 
 def test_one_pass_pipelines_do_not_autotune(tiny):

@@ -110,3 +110,39 @@ def test_an_interrupted_extraction_leaves_no_entry(tmp_path):
 def test_unknown_dtype_is_refused(tmp_path):
   with pytest.raises(ValueError, match="float16"):
     feature_cache.FeatureCache(str(tmp_path), dtype="int8")
+
+
+def test_later_splits_reuse_the_first_splits_trace(dataset, tmp_path):
+  cache = feature_cache.FeatureCache(str(tmp_path))
+  trunk = _trunk()
+  _get(cache, dataset, trunk, split="train")  # batches of 16, then 8
+  (extractor,) = cache._extractors.values()
+  traces = extractor._fn.experimental_get_tracing_count()
+  for split in ("val", "test", "trainval"):
+    _get(cache, dataset, trunk, split=split)
+  assert extractor._fn.experimental_get_tracing_count() == traces
+
+
+@pytest.mark.parametrize("dtype", feature_cache.DTYPES)
+def test_row_writer_writes_a_npy_file_block_by_block(tmp_path, dtype):
+  rows = np.random.RandomState(0).randn(7, 5).astype(np.float32)
+  path = str(tmp_path / "f.npy")
+  writer = feature_cache._RowWriter(path, (7, 5), dtype)
+  for start in (0, 3, 6):
+    writer.write(rows[start:start + 3])
+  writer.close()
+  back = np.load(path, mmap_mode="r")
+  assert back.dtype == np.dtype(dtype) and back.shape == (7, 5)
+  np.testing.assert_array_equal(back, rows.astype(dtype))
+
+
+def test_row_writer_refuses_wrong_rows(tmp_path):
+  writer = feature_cache._RowWriter(str(tmp_path / "f.npy"), (4, 3), "float32")
+  with pytest.raises(ValueError, match="width 3"):
+    writer.write(np.zeros([2, 4], np.float32))
+  writer.write(np.zeros([3, 3], np.float32))
+  with pytest.raises(RuntimeError, match="More than the 4 rows"):
+    writer.write(np.zeros([2, 3], np.float32))
+  with pytest.raises(RuntimeError, match="Wrote 3 of 4 rows"):
+    writer.close()
+  writer.abort()

@@ -115,6 +115,23 @@ def test_images_variant_under_two_replicas_with_low_data(dataset, tmp_path):
   assert entry["hyperparameters"]["pp_train"] == "decode|value_range(-1, 1)"
 
 
+def test_a_padded_last_eval_batch_counts_its_real_rows_only(tmp_path):
+  # 48 test images: batches of 47 end in one of 1, padded to 47 so that both
+  # replicas get rows; the padding must not enter top-1 / top-5. Random
+  # labels keep the accuracies away from 100%.
+  dataset = fake_data.InMemoryDataset(num_train=96, num_val=16, num_test=48,
+                                      size=8, num_classes=3)
+  curves = []
+  for eval_batch_size in (48, 47):
+    [entry] = sgd_eval.evaluate(
+        _trunk(), dataset, str(tmp_path / str(eval_batch_size)),
+        inputs="features", strategy=strategies.two_replicas(),
+        **dict(FAST, eval_batch_size=eval_batch_size), **QUIET)
+    curves.append([(c["top1"], c["top5"]) for c in entry["curve"]])
+  assert curves[0] == curves[1]
+  assert any(t1 < 100.0 for t1, _ in curves[0])  # not trivially perfect
+
+
 def test_images_variant_augments_with_a_random_crop_and_flip(dataset, tmp_path):
   trunk = _trunk("decode|central_crop(6)|value_range(-1, 1)")
   [entry] = sgd_eval.evaluate(trunk, dataset, str(tmp_path), inputs="images",
