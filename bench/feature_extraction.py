@@ -52,7 +52,7 @@ def main():
                       help="the split of trunks that name none")
   parser.add_argument("--layers", default="pre_logits")
   parser.add_argument("--batch", type=int, default=500)
-  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args()
 
   task_lib.task_names()  # registers the tasks' gin names

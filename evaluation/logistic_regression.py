@@ -205,6 +205,39 @@ def _dense_tensor(features) -> tf.Tensor:
   return tf.convert_to_tensor(array.astype(_NP_DTYPE, copy=False))
 
 
+def _real_array(features):
+  """`features` as an array of real numbers (a view where possible)."""
+  array = features if isinstance(features, np.ndarray) else np.asarray(features)
+  if not (np.issubdtype(array.dtype, np.floating) or
+          np.issubdtype(array.dtype, np.integer)):
+    raise ValueError(f"features must be real numbers, got dtype {array.dtype}.")
+  return array
+
+
+def _host_block_rows(dim: int) -> int:
+  """Rows of a ~64 MiB float32 block: host matrices cross to TF in these."""
+  return max(1, (64 << 20) // (4 * max(int(dim), 1)))
+
+
+def _moments(features: "ChunkedFeatures", dataset, standardize: bool):
+  """(mean [D], scale [D]) of chunked features, or (None, None).
+
+  Raises ValueError naming the first row with a NaN or Inf.
+  """
+  n, d = features.num_examples, features.dim
+  sums, _, bad = _chunked_moments(dataset, tf.zeros([d], _DTYPE))
+  if int(bad):
+    for start, chunk in zip(range(0, n, features.chunk_size), features.iter_chunks()):
+      rows = np.nonzero(~np.isfinite(chunk).all(axis=1))[0]
+      if rows.size:
+        _raise_non_finite(start + int(rows[0]))
+  if not standardize:
+    return None, None
+  mean = (sums.numpy() / n).astype(_NP_DTYPE)
+  _, sq, _ = _chunked_moments(dataset, tf.constant(mean))
+  return mean, _safe_scale(mean, np.sqrt(sq.numpy() / n))
+
+
 def _raise_non_finite(row: int):
   raise ValueError(f"features contain NaN or Inf (first at row {row}); drop or "
                    "impute those rows before fitting.")
@@ -276,17 +309,7 @@ def _prepare(features: Features, labels, num_classes: int,
     n, d = _feature_shape(features.data)
     y = _check_labels(labels, n, num_classes)
     dataset = _chunk_dataset(features, y)
-    sums, _, bad = _chunked_moments(dataset, tf.zeros([d], _DTYPE))
-    if int(bad):
-      for start, chunk in zip(range(0, n, features.chunk_size), features.iter_chunks()):
-        rows = np.nonzero(~np.isfinite(chunk).all(axis=1))[0]
-        if rows.size:
-          _raise_non_finite(start + int(rows[0]))
-    mean = scale = None
-    if standardize:
-      mean = (sums.numpy() / n).astype(_NP_DTYPE)
-      _, sq, _ = _chunked_moments(dataset, tf.constant(mean))
-      scale = _safe_scale(mean, np.sqrt(sq.numpy() / n))
+    mean, scale = _moments(features, dataset, standardize)
     problem = _Problem(n, d, num_classes, mean, scale, dataset=dataset,
                        num_chunks=-(-n // features.chunk_size))
     if precondition:
@@ -296,19 +319,10 @@ def _prepare(features: Features, labels, num_classes: int,
 
   n, d = _feature_shape(features)
   y = _check_labels(labels, n, num_classes)
-  x = _dense_tensor(features)
-  finite_rows = tf.reduce_all(tf.math.is_finite(x), axis=1)
-  if not bool(tf.reduce_all(finite_rows)):
-    _raise_non_finite(int(np.argmin(finite_rows.numpy())))
-  mean = scale = None
-  if standardize:
-    mean_t = tf.reduce_mean(x, axis=0)
-    # Two passes (mean first): E[x^2] - E[x]^2 cancels catastrophically in
-    # float32 for features whose mean dwarfs their spread.
-    std = tf.sqrt(tf.reduce_mean(tf.math.squared_difference(x, mean_t), axis=0))
-    mean = mean_t.numpy()
-    scale = _safe_scale(mean, std.numpy())
-    x = _standardize(x, tf.constant(mean), tf.constant(1.0 / scale))
+  if isinstance(features, tf.Tensor):
+    x, mean, scale = _standardized_tensor(features, standardize)
+  else:
+    x, mean, scale = _standardized_host_matrix(features, d, standardize)
   problem = _Problem(n, d, num_classes, mean, scale, dense_x=x,
                      dense_y=tf.constant(y))
   if precondition:
@@ -316,6 +330,41 @@ def _prepare(features: Features, labels, num_classes: int,
     gram = _gram(rows, tf.constant(default_block_rows(d)))
     problem.basis, problem.spectrum = _eigen(gram.numpy() / int(rows.shape[0]))
   return problem
+
+
+def _standardized_tensor(features: tf.Tensor, standardize: bool):
+  """(x [N, D] float32, standardised when asked; mean [D], scale [D])."""
+  x = _dense_tensor(features)
+  finite_rows = tf.reduce_all(tf.math.is_finite(x), axis=1)
+  if not bool(tf.reduce_all(finite_rows)):
+    _raise_non_finite(int(np.argmin(finite_rows.numpy())))
+  if not standardize:
+    return x, None, None
+  mean_t = tf.reduce_mean(x, axis=0)
+  # Two passes (mean first): E[x^2] - E[x]^2 cancels catastrophically in
+  # float32 for features whose mean dwarfs their spread.
+  std = tf.sqrt(tf.reduce_mean(tf.math.squared_difference(x, mean_t), axis=0))
+  mean = mean_t.numpy()
+  scale = _safe_scale(mean, std.numpy())
+  return _standardize(x, tf.constant(mean), tf.constant(1.0 / scale)), mean, scale
+
+
+def _standardized_host_matrix(features, dim: int, standardize: bool):
+  """`_standardized_tensor` for a host matrix (e.g. the feature cache's memmap).
+
+  Statistics and the standardised tensor are made block by block, so the
+  only N x D allocations are that tensor and the blocks it is concatenated
+  from: converting and standardising the whole matrix at once measured a
+  peak of 3.5x the matrix (400k x 1024 features, bench/lbfgs_memory.py).
+  """
+  blocks = ChunkedFeatures(_real_array(features), _host_block_rows(dim))
+  mean, scale = _moments(blocks, _chunk_dataset(blocks, None), standardize)
+  if mean is None:
+    return tf.concat([tf.constant(c) for c in blocks.iter_chunks()], 0), None, None
+  mean_t, inv_scale = tf.constant(mean), tf.constant(1.0 / scale)
+  x = tf.concat([_standardize(tf.constant(c), mean_t, inv_scale)
+                 for c in blocks.iter_chunks()], 0)
+  return x, mean, scale
 
 
 def _chunked_covariance(features: ChunkedFeatures, mean, scale) -> np.ndarray:
@@ -457,7 +506,12 @@ def _fit_chunked(dataset, num_chunks, mean, inv_scale, num_examples, params0,
       return i + 1, tuple(a + t for a, t in zip(acc, terms))
 
     init = (tf.zeros([], _DTYPE), tf.zeros_like(w), tf.zeros_like(b))
-    return tf.while_loop(lambda i, _: i < num_chunks, body, (tf.constant(0), init))[1]
+    # One chunk at a time: with tf.while_loop's default of 10 parallel
+    # iterations the loop read up to 10 chunks ahead, and peak memory grew
+    # with the number of chunks (bench/lbfgs_memory.py: 496 -> 758 MB from
+    # 400k to 800k rows of 1024; 413 MB for both with 1).
+    return tf.while_loop(lambda i, _: i < num_chunks, body, (tf.constant(0), init),
+                         parallel_iterations=1)[1]
 
   return _solve(params0, dim, num_classes, num_examples, l2, max_iter, tol, ftol,
                 history, data_sum, basis, diag)
@@ -617,8 +671,11 @@ def _iter_feature_blocks(model: LinearModel, features: Features) -> Iterator[tf.
   if isinstance(features, ChunkedFeatures):
     for chunk in features.iter_chunks():
       yield tf.constant(chunk)
-  else:
+  elif isinstance(features, tf.Tensor):
     yield _dense_tensor(features)
+  else:  # a host matrix, converted a block at a time
+    yield from (tf.constant(chunk) for chunk in ChunkedFeatures(
+        _real_array(features), _host_block_rows(d)).iter_chunks())
 
 
 def predict_logits(model: LinearModel, features: Features) -> np.ndarray:

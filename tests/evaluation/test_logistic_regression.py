@@ -161,6 +161,26 @@ def test_chunked_fit_equals_in_memory_fit(overlapping, tmp_path):
       dense, x, y)
 
 
+def test_host_matrices_cross_in_blocks_with_the_same_fit(overlapping, monkeypatch):
+  x, y = overlapping
+  whole = lr.fit(tf.constant(x), y, 5, l2=1e-2, tol=1e-5)  # one tensor
+  monkeypatch.setattr(lr, "_host_block_rows", lambda dim: 300)  # 6 + a partial
+  blocked = lr.fit(x, y, 5, l2=1e-2, tol=1e-5)
+  assert blocked.iterations == whole.iterations
+  scale = np.abs(whole.weights).max()
+  np.testing.assert_allclose(blocked.weights, whole.weights, atol=1e-5 * scale)
+  np.testing.assert_allclose(blocked.feature_mean, whole.feature_mean,
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(lr.predict_logits(whole, x),
+                             lr.predict_logits(whole, tf.constant(x)),
+                             rtol=1e-5, atol=1e-5)
+  assert lr.accuracy(whole, x, y) == lr.accuracy(whole, tf.constant(x), y)
+  bad = x.copy()
+  bad[1234, 3] = np.nan  # in the fifth block
+  with pytest.raises(ValueError, match="row 1234"):
+    lr.fit(bad, y, 5)
+
+
 def test_row_blocking_does_not_change_the_fit(overlapping):
   x, y = overlapping
   assert lr.default_block_rows(64) >= len(y)  # the default is one block here
