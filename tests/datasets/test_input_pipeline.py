@@ -4,7 +4,6 @@ import pytest
 import tensorflow as tf
 
 import fake_data
-from datasets import fashion_mnist
 from datasets import input_pipeline
 from datasets import preprocess_registry as ppr
 
@@ -14,12 +13,8 @@ SPLITS = ("train", "val", "trainval", "test")
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
   """A prepared tiny Fashion-MNIST with random pixels: 24 train, 6 val, 8 test."""
-  root = tmp_path_factory.mktemp("fashion")
-  manual_dir = fake_data.write_fashion_files(str(root / "idx"), seed=3)
-  ds = fashion_mnist.FashionMnist(data_dir=str(root / "tfds"),
-                                  manual_dir=manual_dir, holdout=6)
-  ds.prepare()
-  return ds
+  return fake_data.prepared_fashion_mnist(str(tmp_path_factory.mktemp("fashion")),
+                                          seed=3)
 
 
 def _arrays(ds):

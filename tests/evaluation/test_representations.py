@@ -6,7 +6,6 @@ import tensorflow as tf
 
 import fake_data
 import strategies
-from datasets import fashion_mnist
 from datasets import input_pipeline
 from evaluation import representations
 from self_supervision import task as task_lib
@@ -18,12 +17,8 @@ QUIET = dict(log=lambda _: None)
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
   """A prepared tiny Fashion-MNIST (batched tfds reading): 24/6/8 images."""
-  root = tmp_path_factory.mktemp("fashion")
-  manual_dir = fake_data.write_fashion_files(str(root / "idx"), seed=5)
-  ds = fashion_mnist.FashionMnist(data_dir=str(root / "tfds"),
-                                  manual_dir=manual_dir, holdout=6)
-  ds.prepare()
-  return ds
+  return fake_data.prepared_fashion_mnist(str(tmp_path_factory.mktemp("fashion")),
+                                          seed=5)
 
 
 class _Task(TinySupervised):
