@@ -26,11 +26,12 @@ import tensorflow as tf  # noqa: E402
 from datasets import registry as dataset_registry  # noqa: E402
 from evaluation import protocols as protocols_lib  # noqa: E402
 from evaluation import results as results_lib  # noqa: E402
-from self_supervision import distribute  # noqa: E402
 from evaluation import trunks as trunks_lib  # noqa: E402
 from self_supervision import export as export_lib  # noqa: E402
 from self_supervision import task as task_lib  # noqa: E402
 from self_supervision import trainer as trainer_lib  # noqa: E402
+from training import config as config_lib  # noqa: E402
+from training import strategy as strategy_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("config", [], "Gin config file(s), applied in order.")
@@ -39,7 +40,7 @@ flags.DEFINE_multi_string("gin_bindings", [],
 flags.DEFINE_string("workdir", None, "Run directory (created if missing).")
 flags.DEFINE_enum("mode", "train_and_eval", ["train_and_eval", "train", "eval"],
                   "What to run.")
-flags.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES),
+flags.DEFINE_enum("strategy", "auto", list(strategy_lib.STRATEGIES),
                   "tf.distribute strategy; 'auto' picks TPU/mirrored/default.")
 flags.DEFINE_string("tpu", None, "TPU name or grpc:// address (Cloud TPU).")
 flags.DEFINE_string("data_dir", None, "tfds data_dir (default: tfds default).")
@@ -144,12 +145,13 @@ def run(workdir, mode, strategy, data_dir=None, manual_dir=None):
     if not trainer.manager.latest_checkpoint:
       raise FileNotFoundError(
           f"--mode=eval needs a checkpoint in {workdir}/checkpoints; train first.")
+  # What the trunk is, from the built object (not from gin, where a setting
+  # left at its default has no binding to query).
+  identity = task.trunk(trainer.model).identity()
   results = results_lib.update(workdir, run=dict(
       task=task.name, dataset=dataset.name,
-      architecture=gin.query_parameter("get_model.name")
-      if _bound("get_model.name") else None,
-      width=gin.query_parameter("get_model.width")
-      if _bound("get_model.width") else None,
+      architecture=identity["architecture"], width=identity["width"],
+      last_relu=identity["last_relu"],
       seed=settings["seed"], steps=step, total_steps=trainer.total_steps))
   with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
     f.write(gin.operative_config_str())
@@ -182,8 +184,7 @@ def evaluate_trunks(task, dataset, trainer, step, settings, workdir, strategy,
   if settings["evaluate_random_init"]:
     def random_trunk():
       with strategy.scope():
-        model = trainer_lib.build_model(task, dataset, trainer.train_split,
-                                        settings["seed"])
+        model = task.make_model(dataset, settings["seed"], trainer.train_split)
       return trunks_lib.random_init(task, model, settings["seed"])
     trunks.append(random_trunk)
   trunks += [lambda p=path: trunks_lib.from_hub(p)
@@ -193,14 +194,6 @@ def evaluate_trunks(task, dataset, trainer, step, settings, workdir, strategy,
     for protocol in protocols:
       protocols_lib.run(protocol, trunk, dataset, workdir=workdir, cache=cache,
                         strategy=strategy)
-
-
-def _bound(name):
-  try:
-    gin.query_parameter(name)
-    return True
-  except ValueError:
-    return False
 
 
 def main(argv):
@@ -214,8 +207,8 @@ def main(argv):
   sys.stdout.reconfigure(line_buffering=True)
   logging.set_verbosity(logging.WARNING)
   task_lib.task_names()  # imports every task, so gin knows their configurables
-  gin.parse_config_files_and_bindings(FLAGS.config, FLAGS.gin_bindings)
-  strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
+  config_lib.parse(FLAGS.config, FLAGS.gin_bindings)
+  strategy = strategy_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
   t0 = time.time()
   run(FLAGS.workdir, FLAGS.mode, strategy, FLAGS.data_dir, FLAGS.manual_dir)
   print(f"Total time {time.time() - t0:.0f}s. Workdir: {FLAGS.workdir}")

@@ -40,7 +40,6 @@ from datasets import registry  # noqa: E402
 from evaluation import feature_cache  # noqa: E402
 from evaluation import trunks  # noqa: E402
 from self_supervision import task as task_lib  # noqa: E402
-from self_supervision import trainer  # noqa: E402
 
 
 def main():
@@ -77,11 +76,11 @@ def bench_one(args, width, size, split):
   gin.clear_config()
   gin.parse_config([
       f"get_model.name = '{args.arch}'", f"get_model.width = {width}",
-      f"rotation.pp_eval = 'decode|resize({size})|value_range(-1, 1)'"])
+      f"rotation.pp_representation = 'decode|resize({size})|value_range(-1, 1)'"])
   dataset = registry.get_dataset("fashion_mnist")
   dataset.prepare()
   task = task_lib.get_task("rotation", num_classes=dataset.num_classes)
-  model = trainer.build_model(task, dataset, "train", seed=0)
+  model = task.make_model(dataset, seed=0)
   trunk = trunks.random_init(task, model, seed=0)
   layers = args.layers.split(",")
   n = dataset.num_examples(split)

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from datasets import registry
+from datasets import tfds_dataset
 
 DEFAULT_MANUAL_DIR = '/usr/share/datasets/fashion-mnist/'
 
@@ -162,7 +163,8 @@ class FashionMnistIdx(tfds.core.GeneratorBasedBuilder):
       yield i, {'image': images[i], 'label': int(labels[i])}
 
 
-class FashionMnist(registry.TfdsDataset):
+@registry.register('fashion_mnist')
+class FashionMnist(tfds_dataset.TfdsDataset):
   """The study's view of Fashion-MNIST: splits train/val/trainval/test."""
 
   def __init__(self, data_dir=None, manual_dir=None, holdout=HOLDOUT):

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from datasets import registry
+from datasets import tfds_dataset
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 HOLDOUT_EVERY = 10
@@ -119,6 +120,9 @@ def _flatten(files_by_class):
   return paths, labels
 
 
+@registry.register(
+    'image_folder:',
+    usage='image_folder:<root> (a folder with one sub-folder of images per class)')
 class ImageFolder:
   """Images in class folders under `root`, with the study's four splits.
 
@@ -131,13 +135,17 @@ class ImageFolder:
     splits: the splits this layout has (all but 'test' for class folders).
   """
 
-  def __init__(self, root, holdout_every=HOLDOUT_EVERY):
+  def __init__(self, root, holdout_every=HOLDOUT_EVERY, *, data_dir=None,
+               manual_dir=None):
     """Lists the files of every split (no image is read here).
 
     Args:
       root: the folder; see the module docstring for the layouts.
       holdout_every: without a val folder, every holdout_every-th file of each
         class (in sorted order) is held out as val.
+      data_dir: unused (the images are read in place); accepted, like
+        manual_dir, because registry.get_dataset passes both to every dataset.
+      manual_dir: unused.
 
     Raises:
       FileNotFoundError: `root` is not a folder.
@@ -182,13 +190,13 @@ class ImageFolder:
     }
     if has_split_folders:
       self._splits['test'] = _flatten(_scan(os.path.join(root, 'test'), class_ids))
-    self.splits = tuple(s for s in registry.SPLITS if s in self._splits)
+    self.splits = tuple(s for s in tfds_dataset.SPLITS if s in self._splits)
     if not self._splits['trainval'][0]:
       raise ValueError(f'image_folder: no {"/".join(IMAGE_EXTENSIONS)} files under '
                        f'{train_dir}. {LAYOUT_HINT}')
 
   def _split(self, split):
-    registry.check_split(split)
+    tfds_dataset.check_split(split)
     if split not in self._splits:
       raise ValueError(
           f'image_folder: {self.root} has no test split; put the images in '
@@ -214,7 +222,7 @@ class ImageFolder:
     """The images of a split.
 
     Args:
-      split: one of registry.SPLITS.
+      split: one of tfds_dataset.SPLITS.
       shuffle_files: read the files in an order permuted by `seed`; 'index' still
         numbers each file by its place in the sorted split.
       seed: seed of that permutation.

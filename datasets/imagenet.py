@@ -9,6 +9,7 @@ one step.
 import tensorflow_datasets as tfds
 
 from datasets import registry
+from datasets import tfds_dataset
 
 TRAIN_ARCHIVE = 'ILSVRC2012_img_train.tar'
 VAL_ARCHIVE = 'ILSVRC2012_img_val.tar'
@@ -21,7 +22,8 @@ MANUAL_DIR_HINT = (
     '<data_dir>/downloads/manual); prepare() then builds the tfds files once.')
 
 
-class Imagenet2012(registry.TfdsDataset):
+@registry.register('imagenet2012')
+class Imagenet2012(tfds_dataset.TfdsDataset):
   """ImageNet 2012 seen through the study's splits; 'image' is encoded JPEG bytes."""
 
   def __init__(self, data_dir=None, manual_dir=None, holdout=HOLDOUT):

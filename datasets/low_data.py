@@ -1,6 +1,6 @@
 """Low-data regimes (paper Fig. 7): class-balanced fractions of a labelled split.
 
-A subset is a set of example indices ('index' of `registry.index_and_shard`,
+A subset is a set of example indices ('index' of `tfds_dataset.index_and_shard`,
 global to the split) chosen only from the split's labels, a fraction and a
 seed, so every protocol and every run that asks for "10% of train, seed 0"
 trains on exactly the same images. Subsets are nested: with one seed, the 5%

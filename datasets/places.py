@@ -11,6 +11,7 @@ SHA-256 against the checksums tfds ships, so they must be the original files).
 import tensorflow_datasets as tfds
 
 from datasets import registry
+from datasets import tfds_dataset
 
 ARCHIVES = ('train_256_places365standard.tar', 'val_256.tar', 'test_256.tar',
             'filelist_places365-standard.tar')
@@ -23,7 +24,8 @@ MANUAL_DIR_HINT = (
     '<data_dir>/downloads/manual); prepare() then builds the tfds files once.')
 
 
-class Places365(registry.TfdsDataset):
+@registry.register('places365')
+class Places365(tfds_dataset.TfdsDataset):
   """Places365 (small images) seen through the study's splits; 'image' is encoded bytes."""
 
   def __init__(self, data_dir=None, manual_dir=None, holdout=HOLDOUT):

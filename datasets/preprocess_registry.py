@@ -101,7 +101,7 @@ def get_op_factory(name: str) -> OpFactory:
   if name not in _REGISTRY:
     raise ValueError(
         f"Unknown preprocessing op {name!r}. Registered ops: "
-        f"{', '.join(sorted(_REGISTRY))}.")
+        f"{', '.join(registered_ops())}.")
   return _REGISTRY[name]
 
 
@@ -215,6 +215,18 @@ def parse_pipeline(pipeline: Union[str, Sequence[str]]) -> List[OpSpec]:
         f"`name(literal args)` separated by `|`, e.g. "
         f"'decode|resize(256)|to_gray(p=0.5)'.") from None
   return [_parse_op(node, text) for node in _flatten_pipes(tree.body)]
+
+
+def format_pipeline(ops: Sequence[OpSpec]) -> str:
+  """Parsed (name, args, kwargs) ops back to a pipeline string.
+
+  `parse_pipeline(format_pipeline(ops)) == ops` for ops with literal arguments.
+  """
+  texts = []
+  for name, args, kwargs in ops:
+    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    texts.append(f"{name}({', '.join(parts)})" if parts else name)
+  return "|".join(texts)
 
 
 def _build_op(name: str, args: Tuple[Any, ...], kwargs: Dict[str, Any],

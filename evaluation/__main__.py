@@ -14,7 +14,6 @@ Features are cached in <workdir>/features, entries land in
 <workdir>/results.json, and a protocol already there is not run again.
 """
 import os
-import re
 import sys
 import time
 
@@ -24,18 +23,16 @@ from absl import logging
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import gin  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
 from datasets import registry as dataset_registry  # noqa: E402
 from evaluation import protocols as protocols_lib  # noqa: E402
 from evaluation import results as results_lib  # noqa: E402
 from evaluation import trunks as trunks_lib  # noqa: E402
 from models import registry as models_registry  # noqa: E402,F401  (gin names)
-from self_supervision import distribute  # noqa: E402
 from self_supervision import export as export_lib  # noqa: E402,F401  (gin names)
 from self_supervision import task as task_lib  # noqa: E402
-from self_supervision import trainer as trainer_lib  # noqa: E402
+from training import checkpoints as checkpoints_lib  # noqa: E402
+from training import config as config_lib  # noqa: E402
+from training import strategy as strategy_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A run's workdir, or (with --hub_module) "
@@ -55,7 +52,7 @@ flags.DEFINE_string("checkpoint", None, "For a run: this checkpoint prefix "
                     "instead of the latest one.")
 flags.DEFINE_multi_string("config", [], "Extra gin files applied on top.")
 flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings.")
-flags.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES),
+flags.DEFINE_enum("strategy", "auto", list(strategy_lib.STRATEGIES),
                   "tf.distribute strategy.")
 flags.DEFINE_string("tpu", None, "TPU name or address.")
 flags.DEFINE_string("data_dir", None, "tfds data_dir.")
@@ -72,18 +69,17 @@ def _run_trunk(workdir, dataset, strategy, which, checkpoint):
   task = task_lib.get_task(run["task"], num_classes=dataset.num_classes)
   seed = int(run.get("seed", 0))
   with strategy.scope():
-    model = trainer_lib.build_model(task, dataset, "train", seed)
+    model = task.make_model(dataset, seed)
   if which == "random_init":
     return trunks_lib.random_init(task, model, seed)
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  checkpoint = checkpoint or tf.train.latest_checkpoint(ckpt_dir)
+  ckpt_dir = checkpoints_lib.directory(workdir)
+  checkpoint = checkpoint or checkpoints_lib.latest(ckpt_dir)
   if not checkpoint:
     raise FileNotFoundError(f"No checkpoint in {ckpt_dir}; train the run first "
                             f"or pass --trunk=random_init.")
-  tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
-  m = re.search(r"-(\d+)$", checkpoint)
-  step = int(m.group(1)) if m else -1
-  return trunks_lib.from_checkpoint(task, model, checkpoint, step)
+  checkpoints_lib.restore(checkpoint, partial=True, model=model)
+  return trunks_lib.from_checkpoint(task, model, checkpoint,
+                                    checkpoints_lib.step_of(checkpoint))
 
 
 def main(argv):
@@ -101,10 +97,9 @@ def main(argv):
   if os.path.exists(operative) and not FLAGS.hub_module:
     # The run's own bindings first (unknown names skipped: `experiment.*`
     # belongs to train_and_eval.py), then the user's, strictly.
-    gin.parse_config_files_and_bindings([operative], [], skip_unknown=True,
-                                        finalize_config=False)
-  gin.parse_config_files_and_bindings(FLAGS.config, FLAGS.gin_bindings)
-  strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
+    config_lib.parse([operative], skip_unknown=True, finalize=False)
+  config_lib.parse(FLAGS.config, FLAGS.gin_bindings)
+  strategy = strategy_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
 
   run = results_lib.load(workdir).get("run", {})
   dataset_name = FLAGS.dataset or run.get("dataset")

@@ -52,7 +52,7 @@ class FeatureCache:
                        f"{DTYPES} (float16 halves the disk and read time).")
     self.root, self.dtype = os.fspath(root), dtype
     self.hits = self.misses = 0
-    self._extractors = {}
+    self._extractor = None  # (task, model, (layers, pooling), Extractor)
 
   def key(self, *, trunk: Dict, dataset: str, split: str, num_examples: int,
           layer: str, pooling: str, preprocess: str) -> Dict:
@@ -121,11 +121,16 @@ class FeatureCache:
 
   def _extract(self, task, model, dataset, split, layers, keys, pooling,
                batch_size, strategy, log):
-    signature = (id(task), id(model), tuple(layers), pooling)
-    if signature not in self._extractors:
-      self._extractors[signature] = representations.Extractor(
-          task, model, layers, pooling=pooling, strategy=strategy)
-    extractor = self._extractors[signature]
+    # One traced extractor serves every split of the same trunk. The memo
+    # holds the task and model themselves (compared by identity), so they stay
+    # alive and cannot be mistaken for a later object at the same address.
+    memo = self._extractor
+    if not (memo and memo[0] is task and memo[1] is model
+            and memo[2] == (tuple(layers), pooling)):
+      memo = (task, model, (tuple(layers), pooling), representations.Extractor(
+          task, model, layers, pooling=pooling, strategy=strategy))
+      self._extractor = memo
+    extractor = memo[3]
     n = keys[0]["num_examples"]
     os.makedirs(self.root, exist_ok=True)
     tmp_dirs = [tempfile.mkdtemp(prefix=".tmp-", dir=self.root) for _ in layers]

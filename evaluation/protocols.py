@@ -10,6 +10,7 @@ Each protocol's settings are gin-bound under its module's name (`linear_eval.*`
 for linear_lbfgs, `sgd_eval.*` for the others); `overrides` (from command-line
 flags) take precedence. The low-data regime is `fraction` < 1 on any of them.
 """
+import inspect
 import os
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -43,30 +44,28 @@ def make_cache(workdir: str, enabled: bool = True, dtype: str = "float32",
                                     dtype=dtype)
 
 
-def _gin_default(configurable: str, name: str, fallback):
-  try:
-    return gin.query_parameter(f"{configurable}.{name}")
-  except ValueError:
-    return fallback
+def resolved_settings(fn, overrides: Dict) -> Dict:
+  """The keyword arguments `fn` (a gin configurable) will run with.
+
+  Its own defaults, then gin's bindings, then `overrides`: read from the
+  function itself, so no default is restated here.
+  """
+  settings = {name: p.default
+              for name, p in inspect.signature(fn).parameters.items()
+              if p.default is not inspect.Parameter.empty}
+  settings.update(gin.get_bindings(fn))
+  settings.update(overrides)
+  return settings
 
 
 def _entry_settings(protocol: str, overrides: Dict):
   """(layers, pooling, fraction) the protocol will use: for the 'done?' test."""
-  if protocol == linear_eval.PROTOCOL:
-    layers = overrides.get("layers") or _gin_default("linear_eval", "layers",
-                                                     ["pre_logits"])
-    pooling = overrides.get("pooling") or _gin_default("linear_eval", "pooling",
-                                                       "adaptive_max")
-    fraction = overrides.get("fraction") or _gin_default("linear_eval",
-                                                         "fraction", 1.0)
-  else:
-    layers = overrides.get("layers") or [_gin_default("sgd_eval", "layer",
-                                                      "pre_logits")]
-    pooling = overrides.get("pooling") or _gin_default("sgd_eval", "pooling",
-                                                       "adaptive_max")
-    fraction = overrides.get("fraction") or _gin_default("sgd_eval",
-                                                         "fraction", 1.0)
-  return list(layers), pooling, float(fraction)
+  fn = (linear_eval.evaluate if protocol == linear_eval.PROTOCOL
+        else sgd_eval.evaluate)
+  settings = resolved_settings(fn, overrides)
+  # `layers` lists linear_eval's end points, or several for an SGD head.
+  layers = settings.get("layers") or [settings["layer"]]
+  return list(layers), settings["pooling"], float(settings["fraction"])
 
 
 def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,

@@ -10,10 +10,13 @@ epochs later, `tail_epochs` (40) after the first decay in total.
 `inputs='features'` trains the same heads on cached, un-augmented features
 instead of images: orders of magnitude faster, the fast variant.
 
-Training is resumable (head, optimizer and step in
-`<eval_dir>/checkpoints`), and after every epoch top-1/top-5 on the eval split
-are logged, written to TensorBoard (`<eval_dir>/summaries`) and to
-`<eval_dir>/curve.json`: the accuracy-vs-epochs curve of paper Fig. 8.
+Steps are driven by the shared training loop (`training/loop.py`: compiled
+loops, progress, NaN guard, resume seed, checkpoints of head and optimizer in
+`<eval_dir>/checkpoints`); this file says what one step computes (frozen trunk
+features -> head -> cross-entropy) and evaluates the head after every epoch:
+top-1/top-5 on the eval split are logged, written to TensorBoard
+(`<eval_dir>/summaries`) and to `<eval_dir>/curve.json`: the
+accuracy-vs-epochs curve of paper Fig. 8.
 """
 import json
 import os
@@ -30,8 +33,10 @@ from datasets import input_pipeline
 from datasets import low_data
 from evaluation import feature_cache
 from evaluation import pooling as pooling_lib
-from self_supervision import schedule as schedule_lib
 from self_supervision import task as task_lib
+from training import loop as loop_lib
+from training import optimizer as optimizer_lib
+from training import schedule as schedule_lib
 
 HEADS = ("linear", "mlp")
 INPUTS = ("images", "features")
@@ -134,10 +139,7 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
     raise ValueError(f"Unknown sgd_eval.inputs {inputs!r}; use one of {INPUTS}.")
   fraction = low_data.check_fraction(fraction)
   strategy = strategy or tf.distribute.get_strategy()
-  replicas = strategy.num_replicas_in_sync
-  if batch_size % replicas:
-    raise ValueError(f"sgd_eval.batch_size={batch_size} is not divisible by the "
-                     f"{replicas} replicas; use a multiple of {replicas}.")
+  per_replica = loop_lib.check_batch(batch_size, strategy, "sgd_eval.batch_size")
   protocol = protocol_name(head, inputs)
   total_epochs = first_decay_epochs + tail_epochs
   if first_decay_epochs <= 0 or not 0 <= second_decay_after <= tail_epochs:
@@ -149,7 +151,7 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
                           f"{_slug(layer)}-{pooling}-f{fraction:g}")
   os.makedirs(eval_dir, exist_ok=True)
   t_start = time.time()
-  lr_peak = base_lr * batch_size / base_batch_size
+  lr_peak = schedule_lib.linear_scaling(base_lr, batch_size, base_batch_size)
   hyper = dict(head=head, inputs=inputs, batch_size=batch_size, lr=lr_peak,
                momentum=momentum, first_decay_epochs=first_decay_epochs,
                second_decay_after=second_decay_after, epochs=total_epochs,
@@ -187,18 +189,6 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
                    to_steps(first_decay_epochs + second_decay_after)],
       decay_factor)
 
-  with strategy.scope():
-    head_model = build_head(head, dataset.num_classes,
-                            hidden_units=hidden_units, dropout=dropout,
-                            weight_decay=weight_decay, normalize=normalize,
-                            seed=seed)
-    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=momentum)
-    train_loss = keras.metrics.Mean()
-    train_acc = keras.metrics.SparseCategoricalAccuracy()
-    top1 = keras.metrics.SparseTopKCategoricalAccuracy(k=1)
-    top5 = keras.metrics.SparseTopKCategoricalAccuracy(
-        k=min(5, dataset.num_classes))
-
   def features_of(images):
     end_points = trunk.task.representation(trunk.model, images)
     if layer not in end_points:
@@ -214,16 +204,56 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
   else:
     dim = train_x.shape[1]
   with strategy.scope():
+    head_model = build_head(head, dataset.num_classes,
+                            hidden_units=hidden_units, dropout=dropout,
+                            weight_decay=weight_decay, normalize=normalize,
+                            seed=seed)
     head_model.build((None, dim))
-    optimizer.build(head_model.trainable_variables)
-  checkpoint = tf.train.Checkpoint(head=head_model, optimizer=optimizer)
-  manager = tf.train.CheckpointManager(
-      checkpoint, os.path.join(eval_dir, "checkpoints"), max_to_keep=2,
-      step_counter=optimizer.iterations)
+    optimizer = optimizer_lib.make_optimizer("sgd", schedule, momentum)
+    train_metrics = dict(accuracy=keras.metrics.SparseCategoricalAccuracy())
+    top1 = keras.metrics.SparseTopKCategoricalAccuracy(k=1)
+    top5 = keras.metrics.SparseTopKCategoricalAccuracy(
+        k=min(5, dataset.num_classes))
+  optimizer_lib.build(optimizer, head_model.trainable_variables, strategy)
+
+  # --- what one step does ------------------------------------------------------
+  def head_inputs(batch):
+    return features_of(batch["image"]) if inputs == "images" else batch["image"]
+
+  def loss_fn(batch):
+    logits = head_model(head_inputs(batch), training=True)
+    per_example = keras.losses.sparse_categorical_crossentropy(
+        batch["label"], logits, from_logits=True)
+    return per_example, {"labels": batch["label"], "logits": logits}
+
+  def update_metrics(metrics, outputs):
+    metrics["accuracy"].update_state(outputs["labels"], outputs["logits"])
+
+  def dataset_fn(ctx, input_seed):
+    if inputs == "images":
+      return input_pipeline.make_dataset(
+          train_data, train_split, pp_train, per_replica, training=True,
+          seed=input_seed, input_context=ctx)
+    ds = tf.data.Dataset.from_tensor_slices((train_x, train_y))
+    ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
+    ds = ds.repeat().shuffle(min(num_train, 100_000), seed=input_seed)
+    return ds.map(lambda x, y: {"image": x, "label": y}).batch(
+        per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+  writer = tf.summary.create_file_writer(os.path.join(eval_dir, "summaries"))
+  loop = loop_lib.Loop(
+      strategy=strategy, model=head_model, optimizer=optimizer,
+      loss_fn=loss_fn, dataset_fn=dataset_fn, total_steps=total_steps,
+      global_batch_size=batch_size, metrics=train_metrics,
+      update_metrics=update_metrics, schedule=lambda s: schedule(s - 1),
+      steps_per_loop=steps_per_loop,
+      ckpt_dir=os.path.join(eval_dir, "checkpoints"), checkpoint_secs=None,
+      max_to_keep=2, summary_writer=writer, seed=seed,
+      lr_binding="sgd_eval.base_lr", batch_binding="sgd_eval.batch_size",
+      log=log, prefix=f"  {protocol} [{trunk.name}] {layer}: ")
   # Resume order: this evaluation's own latest checkpoint, else a fresh head.
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-  step = int(optimizer.iterations.numpy())
+  loop.restore()
+  step = loop.step
   curve_path = os.path.join(eval_dir, "curve.json")
   curve = []
   if os.path.exists(curve_path):
@@ -243,54 +273,14 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
     log(f"  {protocol} [{trunk.name}] {layer}: already trained ({step} steps).")
     return entry()
 
-  # --- compiled steps ---------------------------------------------------------
-  per_replica = batch_size // replicas
-
-  def dataset_fn(ctx):
-    if inputs == "images":
-      # A resumed run reseeds with its start step (no replay of augmentations).
-      return input_pipeline.make_dataset(
-          train_data, train_split, pp_train, per_replica, training=True,
-          seed=seed + 7919 * step, input_context=ctx)
-    ds = tf.data.Dataset.from_tensor_slices((train_x, train_y))
-    ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
-    ds = ds.repeat().shuffle(min(num_train, 100_000), seed=seed + 7919 * step)
-    return ds.map(lambda x, y: {"image": x, "label": y}).batch(
-        per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-
-  def replica_step(batch):
-    x = batch["image"]
-    if inputs == "images":
-      x = features_of(x)
-    with tf.GradientTape() as tape:
-      logits = head_model(x, training=True)
-      per_example = keras.losses.sparse_categorical_crossentropy(
-          batch["label"], logits, from_logits=True)
-      loss = tf.nn.compute_average_loss(per_example)
-      if head_model.losses:
-        loss += tf.nn.scale_regularization_loss(tf.add_n(head_model.losses))
-    grads = tape.gradient(loss, head_model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, head_model.trainable_variables))
-    train_loss.update_state(per_example)
-    train_acc.update_state(batch["label"], logits)
-
-  @tf.function
-  def train_loop(iterator, n):
-    for _ in tf.range(n):
-      strategy.run(replica_step, args=(next(iterator),))
-
+  # --- evaluation of the head ---------------------------------------------------
   def replica_eval(batch):
-    x = batch["image"]
-    if inputs == "images":
-      x = features_of(x)
-    logits = head_model(x, training=False)
+    logits = head_model(head_inputs(batch), training=False)
     # Padding rows (see below) weigh nothing.
     top1.update_state(batch["label"], logits, sample_weight=batch["valid"])
     top5.update_state(batch["label"], logits, sample_weight=batch["valid"])
 
-  @tf.function
-  def eval_batch(batch):
-    strategy.run(replica_eval, args=(batch,))
+  head_eval = loop_lib.EvalLoop(strategy, replica_eval)
 
   def evaluate_head():
     top1.reset_state()
@@ -302,33 +292,19 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
       ds = tf.data.Dataset.from_tensor_slices(
           {"image": eval_x, "label": eval_y}).batch(eval_batch_size)
     # Padded to full batches: a short last one could leave a replica no rows.
-    ds = input_pipeline.pad_batches(ds, eval_batch_size)
-    for batch in strategy.experimental_distribute_dataset(ds):
-      eval_batch(batch)
+    head_eval.run(input_pipeline.pad_batches(ds, eval_batch_size))
     return 100.0 * float(top1.result()), 100.0 * float(top5.result())
 
-  # --- driving ------------------------------------------------------------------
+  # --- driving: one loop call per epoch, then the head's evaluation --------------
   log(f"  {protocol} [{trunk.name}] {layer}: {total_steps} steps "
       f"({total_epochs:g} epochs of {num_train} {train_split} examples, batch "
       f"{batch_size}, lr {lr_peak:g}), from step {step}.")
-  writer = tf.summary.create_file_writer(os.path.join(eval_dir, "summaries"))
-  iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
   while step < total_steps:
     epoch_end = min((step // steps_per_epoch + 1) * steps_per_epoch, total_steps)
     t0 = time.time()
-    while step < epoch_end:
-      n = min(steps_per_loop, epoch_end - step)
-      train_loop(iterator, tf.constant(n, tf.int32))
-      step = int(optimizer.iterations.numpy())
-    loss = float(train_loss.result())
-    if not np.isfinite(loss):
-      raise FloatingPointError(
-          f"{protocol}: the training loss is {loss} at step {step}; nothing "
-          f"was saved for this epoch (last good checkpoint: "
-          f"{manager.latest_checkpoint or 'none'}). Lower sgd_eval.base_lr.")
-    acc = 100.0 * float(train_acc.result())
-    train_loss.reset_state()
-    train_acc.reset_state()
+    train = loop.train(epoch_end)
+    step = loop.step
+    loss, acc = train["loss"], 100.0 * train["accuracy"]
     t1, t5 = evaluate_head()
     # Whole epochs are rounded up to steps; the last point is the full run.
     epoch = total_epochs if step == total_steps else step / steps_per_epoch
@@ -339,11 +315,9 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
         f"{t1:.2f}% top-5 {t5:.2f}% lr={float(schedule(step - 1)):.3g} "
         f"({time.time() - t0:.1f}s)")
     with writer.as_default(step=step):
-      tf.summary.scalar("train/loss", loss)
-      tf.summary.scalar("train/top1", acc)
       tf.summary.scalar(f"{eval_split}/top1", t1)
       tf.summary.scalar(f"{eval_split}/top5", t5)
-    manager.save(checkpoint_number=step)
+    loop.save()
     _write_json(curve_path, dict(protocol=protocol, trunk=trunk.name,
                                  layer=layer, curve=curve))
   writer.flush()

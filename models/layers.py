@@ -204,6 +204,16 @@ class Trunk(keras.Model):
     self.representation_size = representation_size
     self.weight_decay = weight_decay
 
+  def identity(self):
+    """What this trunk is, read from the built object (results.json, exports).
+
+    {architecture, width, last_relu, patch_mode, representation_size}; the
+    subclasses set width, last_relu and patch_mode in their constructors.
+    """
+    return dict(architecture=self.name, width=self.width,
+                last_relu=self.last_relu, patch_mode=self.patch_mode,
+                representation_size=self.representation_size)
+
   def add_head(self):
     """Creates the head; subclasses call it last so variables are in network order."""
     self.head = Head(self.num_classes, self.representation_size, self.weight_decay,

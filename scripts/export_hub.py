@@ -27,6 +27,8 @@ from evaluation import linear_eval  # noqa: E402,F401  (its gin configurables)
 from self_supervision import export as export_lib  # noqa: E402
 from self_supervision import task as task_lib  # noqa: E402
 from self_supervision import trainer  # noqa: E402,F401  (its gin configurables)
+from training import checkpoints  # noqa: E402
+from training import config as config_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The run's directory (holds checkpoints/).")
@@ -68,29 +70,29 @@ def main(argv):
   task_lib.task_names()  # imports every task, so gin knows their configurables
   # Configurables of modules not imported here (a run's eval protocols)
   # have nothing to do with the trunk.
-  gin.parse_config_files_and_bindings(configs, FLAGS.gin_bindings,
-                                      skip_unknown=True)
+  config_lib.parse(configs, FLAGS.gin_bindings, skip_unknown=True)
   task_name, dataset_name = _experiment()
   dataset = dataset_registry.get_dataset(
       dataset_name, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir)
   task = task_lib.get_task(task_name, num_classes=dataset.num_classes)
 
-  checkpoints = export_lib.checkpoint_steps(FLAGS.workdir)
-  if not checkpoints:
-    raise app.UsageError(f"No checkpoints in {FLAGS.workdir}/checkpoints.")
-  step = max(checkpoints) if FLAGS.step is None else FLAGS.step
-  if step not in checkpoints:
-    raise app.UsageError(f"No checkpoint of step {step} in {FLAGS.workdir}/"
-                         f"checkpoints; steps there: {sorted(checkpoints)}.")
+  ckpt_dir = checkpoints.directory(FLAGS.workdir)
+  on_disk = checkpoints.steps(ckpt_dir)
+  if not on_disk:
+    raise app.UsageError(f"No checkpoints in {ckpt_dir}.")
+  step = max(on_disk) if FLAGS.step is None else FLAGS.step
+  if step not in on_disk:
+    raise app.UsageError(f"No checkpoint of step {step} in {ckpt_dir}; steps "
+                         f"there: {sorted(on_disk)}.")
   output = FLAGS.output or export_lib.hub_export_dir(FLAGS.workdir, step)
   if os.path.exists(output) and not FLAGS.overwrite:
     raise app.UsageError(f"{output} exists; pass --overwrite to replace it.")
-  model = export_lib.restore_trained_model(task, checkpoints[step])
+  model = export_lib.restore_trained_model(task, on_disk[step])
   path = export_lib.export_module(
       task, model, output, step=step, overwrite=FLAGS.overwrite,
       info=dict(dataset=dataset_name,
                 workdir=os.path.abspath(FLAGS.workdir),
-                checkpoint=os.path.abspath(checkpoints[step])))
+                checkpoint=os.path.abspath(on_disk[step])))
   print(f"Exported {task_name} step {step} to {path}")
 
 

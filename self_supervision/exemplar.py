@@ -91,20 +91,26 @@ def fold_copies(images: tf.Tensor):
 class Exemplar(task_lib.Task):
   """Exemplar task; gin configures it as `exemplar.<argument>`.
 
-  pp_pretext_eval defaults to `as_training(<pp_train>)`; pp_eval is the
-  representation pipeline (standardized like the training crops, whereas the
-  reference code evaluated on [-1, 1] values).
+  pp_pretext_eval defaults to `as_training(<pp_train>)`; pp_representation is
+  the representation pipeline, ending with `input_scaling` ('standardize':
+  it ignores the value range, so [0, 1] module inputs map to exactly what the
+  op gives the trunk; 'value_range(-1, 1)' with a matching pipeline is what the reference code
+  fed at evaluation time, although it trained on standardized crops).
   """
   copies_per_example = 8
 
   def __init__(self, *, num_classes: int,
                pp_train: str = "decode|to_gray(2/3)|inception_patches(8, 224)|standardize",
-               pp_eval: str = "decode|resize_small(256)|central_crop(224)|standardize",
+               pp_representation: str = "decode|resize_small(256)|central_crop(224)|standardize",
                pp_pretext_eval: Optional[str] = None,
+               input_scaling: str = "standardize",
                embedding_size: int = 1000, margin: float = 0.5,
                normalization: str = "per_example",
                distance: str = "squared_l2"):
-    super().__init__(num_classes=num_classes)
+    super().__init__(
+        num_classes=num_classes, pp_train=pp_train,
+        pp_pretext_eval=pp_pretext_eval or f"as_training({pp_train!r})",
+        pp_representation=pp_representation, input_scaling=input_scaling)
     if normalization not in NORMALIZATIONS:
       raise ValueError(f"exemplar.normalization must be one of "
                        f"{', '.join(NORMALIZATIONS)}; got {normalization!r}.")
@@ -121,22 +127,10 @@ class Exemplar(task_lib.Task):
       self.copies_per_example = copies
     self.embedding_size, self.margin = embedding_size, float(margin)
     self.normalization, self.distance = normalization, distance
-    self._pp = {
-        task_lib.TRAIN: pp_train,
-        task_lib.PRETEXT_EVAL: pp_pretext_eval or f"as_training({pp_train!r})",
-        task_lib.REPRESENTATION: pp_eval,
-    }
 
-  def preprocess(self, mode):
-    return self._pp[mode]
-
-  def build_model(self):
+  def build_model(self, seed=0):
+    del seed  # Keras initialisers only
     return models.get_model(num_classes=self.embedding_size)
-
-  def scale_images(self, images):
-    # Standardization ignores the value range, so [0, 1] inputs map to exactly
-    # what the `standardize` op gives the trunk.
-    return tf.image.per_image_standardization(images)
 
   def compute_loss(self, model, batch, training):
     """Batch 'image' [B, n, H, W, C] -> (per-copy loss shares [B*n], outputs).

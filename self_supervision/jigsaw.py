@@ -77,8 +77,9 @@ class Jigsaw(patch_task.PatchTask):
     num_permutations: size of the permutation set (the pretext classes);
       a stored set must exist (scripts/make_permutations.py makes one).
     permutations_per_batch: permutations drawn per training step.
-    pp_train, pp_eval, pp_representation: pipelines (see patch_task);
-      pp_eval None runs pp_train in evaluation mode (central crops, colour).
+    pp_train, pp_pretext_eval, pp_representation: pipelines (see
+      patch_task); pp_pretext_eval None runs pp_train in evaluation mode
+      (central crops, colour).
     embedding_size: the trunk's logits size, one patch's embedding.
     head_hidden, head_dropout, head_weight_decay: the head (SPEC §2).
     patch_representation: 'average' or 'concat' over the 9 patches.
@@ -88,7 +89,7 @@ class Jigsaw(patch_task.PatchTask):
                num_permutations: int = permutations_lib.DEFAULT_NUM_PERMUTATIONS,
                permutations_per_batch: int = 8,
                pp_train: str = patch_task.DEFAULT_PP_TRAIN,
-               pp_eval: Optional[str] = None,
+               pp_pretext_eval: Optional[str] = None,
                pp_representation: str = patch_task.DEFAULT_PP_REPRESENTATION,
                embedding_size: int = 1000, head_hidden: int = 4096,
                head_dropout: float = 0.5, head_weight_decay: float = 5e-4,
@@ -104,16 +105,18 @@ class Jigsaw(patch_task.PatchTask):
     self.permutations_per_batch = permutations_per_batch
     self.copies_per_example = permutations_per_batch
     super().__init__(
-        num_classes=num_classes, pp_train=pp_train, pp_eval=pp_eval,
+        num_classes=num_classes, pp_train=pp_train,
+        pp_pretext_eval=pp_pretext_eval,
         pp_representation=pp_representation, embedding_size=embedding_size,
         head_hidden=head_hidden, head_dropout=head_dropout,
         head_weight_decay=head_weight_decay,
         patch_representation=patch_representation)
 
-  def build_model(self):
-    # The trainer seeds numpy (keras.utils.set_random_seed) before this, so
-    # the draw seed is a function of the run's seed.
-    draw_seed = np.random.randint(2**31 - 1)
+  def build_model(self, seed=0):
+    # A function of the run's seed alone (numpy's global state would tie it to
+    # whatever drew from it before); the same value the global state gave
+    # right after keras.utils.set_random_seed(seed).
+    draw_seed = np.random.RandomState(seed).randint(2**31 - 1)
     return JigsawNetwork(self.make_trunk(), self.make_head(), draw_seed,
                          name="jigsaw_network")
 

@@ -205,16 +205,23 @@ class PatchTask(task_lib.Task):
   head inputs and hands them to `classify`.
   """
   num_pretext_classes = None
+  # Per-patch standardization, as the pipelines' `standardize` op:
+  # zero mean, unit variance per patch.
+  input_scaling = "standardize"
 
-  def __init__(self, *, num_classes: int, pp_train: str, pp_eval: Optional[str],
-               pp_representation: str, embedding_size: int, head_hidden: int,
-               head_dropout: float, head_weight_decay: float,
-               patch_representation: str):
-    super().__init__(num_classes=num_classes)
-    pp_eval = pp_train if pp_eval is None else pp_eval
-    for what, pp in (("pp_train", pp_train), ("pp_eval", pp_eval),
+  def __init__(self, *, num_classes: int, pp_train: str,
+               pp_pretext_eval: Optional[str], pp_representation: str,
+               embedding_size: int, head_hidden: int, head_dropout: float,
+               head_weight_decay: float, patch_representation: str):
+    """pp_pretext_eval None: pp_train in evaluation mode (central crops)."""
+    pp_pretext_eval = pp_pretext_eval or pp_train
+    for what, pp in (("pp_train", pp_train),
+                     ("pp_pretext_eval", pp_pretext_eval),
                      ("pp_representation", pp_representation)):
       check_patch_pipeline(pp, f"{self.name}.{what}")
+    super().__init__(num_classes=num_classes, pp_train=pp_train,
+                     pp_pretext_eval=pp_pretext_eval,
+                     pp_representation=pp_representation)
     if patch_representation not in PATCH_REPRESENTATIONS:
       raise ValueError(
           f"{self.name}.patch_representation must be one of "
@@ -222,19 +229,11 @@ class PatchTask(task_lib.Task):
     model_layers.check_positive_int(
         embedding_size, f"{self.name}.embedding_size",
         "it is the size of the trunk's logits (1000 in the paper).")
-    self._pp = {
-        task_lib.TRAIN: pp_train,
-        task_lib.PRETEXT_EVAL: pp_eval,
-        task_lib.REPRESENTATION: pp_representation,
-    }
     self.embedding_size = embedding_size
     self.head_hidden = head_hidden
     self.head_dropout = head_dropout
     self.head_weight_decay = head_weight_decay
     self.patch_representation_mode = patch_representation
-
-  def preprocess(self, mode):
-    return self._pp[mode]
 
   def make_trunk(self) -> keras.Model:
     """The patch-mode trunk (architecture from gin's `get_model`)."""
@@ -245,21 +244,14 @@ class PatchTask(task_lib.Task):
                      dropout=self.head_dropout,
                      weight_decay=self.head_weight_decay, name="head")
 
-  def build_model(self):
+  def build_model(self, seed=0):
+    del seed  # Keras initialisers only
     return PatchNetwork(self.make_trunk(), self.make_head(),
                         name=f"{self.name}_network")
 
   def trunk(self, model):
     """The per-patch trunk of a PatchNetwork; a bare trunk is returned as is."""
     return model.trunk if isinstance(model, PatchNetwork) else model
-
-  def scale_images(self, images):
-    """Per-patch standardization of [B, h, w, 3] patches in [0, 1].
-
-    The same as the pipelines' `standardize` op: zero mean, unit variance per
-    patch (tf.image.per_image_standardization).
-    """
-    return tf.image.per_image_standardization(images)
 
   def representation(self, model, images):
     """[B, 9, h, w, 3] patches -> OrderedDict of [B, ...] end points.

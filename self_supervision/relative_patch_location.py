@@ -42,8 +42,9 @@ class RelativePatchLocation(patch_task.PatchTask):
 
   Args:
     num_classes: the dataset's label count (unused by the pretext).
-    pp_train, pp_eval, pp_representation: pipelines (see patch_task);
-      pp_eval None runs pp_train in evaluation mode (central crops, colour).
+    pp_train, pp_pretext_eval, pp_representation: pipelines (see
+      patch_task); pp_pretext_eval None runs pp_train in evaluation mode
+      (central crops, colour).
     embedding_size: the trunk's logits size, one patch's embedding.
     head_hidden, head_dropout, head_weight_decay: the head (SPEC §2).
     patch_representation: 'average' or 'concat' over the 9 patches.
@@ -53,13 +54,14 @@ class RelativePatchLocation(patch_task.PatchTask):
 
   def __init__(self, *, num_classes: int,
                pp_train: str = patch_task.DEFAULT_PP_TRAIN,
-               pp_eval: Optional[str] = None,
+               pp_pretext_eval: Optional[str] = None,
                pp_representation: str = patch_task.DEFAULT_PP_REPRESENTATION,
                embedding_size: int = 1000, head_hidden: int = 4096,
                head_dropout: float = 0.5, head_weight_decay: float = 5e-4,
                patch_representation: str = "average"):
     super().__init__(
-        num_classes=num_classes, pp_train=pp_train, pp_eval=pp_eval,
+        num_classes=num_classes, pp_train=pp_train,
+        pp_pretext_eval=pp_pretext_eval,
         pp_representation=pp_representation, embedding_size=embedding_size,
         head_hidden=head_hidden, head_dropout=head_dropout,
         head_weight_decay=head_weight_decay,

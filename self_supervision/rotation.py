@@ -5,6 +5,8 @@ counter-clockwise (copy r == numpy.rot90(image, k=r) on the H, W axes), labelled
 r; the trunk's own logits layer classifies the rotation with softmax
 cross-entropy.
 """
+from typing import Optional
+
 import gin
 import keras
 import tensorflow as tf
@@ -51,21 +53,19 @@ class Rotation(task_lib.Task):
 
   def __init__(self, *, num_classes: int,
                pp_train: str = "decode|inception_preprocess(224)|rotate",
-               pp_eval: str = "decode|resize_small(256)|central_crop(224)|value_range(-1,1)"):
-    super().__init__(num_classes=num_classes)
+               pp_representation: str = "decode|resize_small(256)|central_crop(224)|value_range(-1,1)",
+               pp_pretext_eval: Optional[str] = None):
+    """pp_pretext_eval None: the representation pipeline, then `rotate`."""
     if "rotate" not in pp_train.replace(" ", "").split("|")[-1]:
       raise ValueError(
           f"rotation.pp_train must end with the 'rotate' op, got {pp_train!r}.")
-    self._pp = {
-        task_lib.TRAIN: pp_train,
-        task_lib.PRETEXT_EVAL: pp_eval + "|rotate",
-        task_lib.REPRESENTATION: pp_eval,
-    }
+    super().__init__(
+        num_classes=num_classes, pp_train=pp_train,
+        pp_pretext_eval=pp_pretext_eval or pp_representation + "|rotate",
+        pp_representation=pp_representation)
 
-  def preprocess(self, mode):
-    return self._pp[mode]
-
-  def build_model(self):
+  def build_model(self, seed=0):
+    del seed  # Keras initialisers only
     return models.get_model(num_classes=NUM_ROTATIONS)
 
   def compute_loss(self, model, batch, training):

@@ -7,6 +7,7 @@ baseline needs no task of its own: any task's trunk with `train.epochs = 0`
 (see configs/random_init/).
 """
 import collections
+from typing import Optional
 
 import gin
 import keras
@@ -22,22 +23,19 @@ class Supervised(task_lib.Task):
 
   def __init__(self, *, num_classes: int,
                pp_train: str = "decode|inception_preprocess(224)",
-               pp_eval: str = "decode|resize_small(256)|central_crop(224)|value_range(-1,1)"):
-    super().__init__(num_classes=num_classes)
+               pp_representation: str = "decode|resize_small(256)|central_crop(224)|value_range(-1,1)",
+               pp_pretext_eval: Optional[str] = None):
+    """pp_pretext_eval None: the representation pipeline (held-out top-1)."""
     if (not isinstance(num_classes, int) or isinstance(num_classes, bool)
         or num_classes < 2):
       raise ValueError(f"The supervised task needs the dataset's number of "
                        f"classes (an int >= 2); got {num_classes!r}.")
-    self._pp = {
-        task_lib.TRAIN: pp_train,
-        task_lib.PRETEXT_EVAL: pp_eval,
-        task_lib.REPRESENTATION: pp_eval,
-    }
+    super().__init__(num_classes=num_classes, pp_train=pp_train,
+                     pp_pretext_eval=pp_pretext_eval or pp_representation,
+                     pp_representation=pp_representation)
 
-  def preprocess(self, mode):
-    return self._pp[mode]
-
-  def build_model(self):
+  def build_model(self, seed=0):
+    del seed  # Keras initialisers only
     return models.get_model(num_classes=self.dataset_num_classes)
 
   def compute_loss(self, model, batch, training):
@@ -47,7 +45,7 @@ class Supervised(task_lib.Task):
       raise ValueError(
           f"supervised expects one image per example, [B, H, W, C]; got shape "
           f"{images.shape}. Remove multi-copy ops (rotate, inception_patches, "
-          f"crop_patches) from supervised.pp_train / pp_eval.")
+          f"crop_patches) from supervised.pp_train / pp_representation.")
     labels = batch["label"]
     logits, _ = model(images, training=training)
     per_example = keras.losses.sparse_categorical_crossentropy(

@@ -25,6 +25,8 @@ tf.config.set_logical_device_configuration(
 import gin  # noqa: E402
 import pytest  # noqa: E402
 
+from training import config as _config  # noqa: E402,F401  (configs' include path)
+
 
 @pytest.fixture
 def clean_gin():

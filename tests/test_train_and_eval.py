@@ -17,7 +17,7 @@ experiment.evaluate_random_init = True
 get_model.name = 'resnet50_v2'
 get_model.width = 1
 rotation.pp_train = 'decode|resize(20)|crop(16)|flip_lr|value_range(-1, 1)|rotate'
-rotation.pp_eval = 'decode|resize(16)|value_range(-1, 1)'
+rotation.pp_representation = 'decode|resize(16)|value_range(-1, 1)'
 train.batch_size = 8
 train.epochs = 1
 train.warmup_epochs = 0.5
@@ -75,6 +75,8 @@ def test_train_and_eval_writes_the_workdir_contract_and_resumes(tmp_path):
   results = json.loads((workdir / "results.json").read_text())
   assert results["run"]["task"] == "rotation"
   assert results["run"]["architecture"] == "resnet50_v2"
+  # Read from the built trunk: last_relu is left at its default, unbound.
+  assert results["run"]["width"] == 1 and results["run"]["last_relu"] is True
   assert results["run"]["steps"] == 4
   assert results["pretext"]["split"] == "val"
   assert 0.0 <= results["pretext"]["accuracy"] <= 1.0

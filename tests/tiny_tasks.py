@@ -32,10 +32,12 @@ class TinySupervised(task_lib.Task):
   """Labels through a tiny trunk; scales images to [-1, 1] like the default."""
   name = "tiny_supervised"
 
-  def preprocess(self, mode):
-    return "decode|resize(8)|value_range(-1, 1)"
+  def __init__(self, *, num_classes, pp="decode|resize(8)|value_range(-1, 1)"):
+    super().__init__(num_classes=num_classes, pp_train=pp, pp_pretext_eval=pp,
+                     pp_representation=pp)
 
-  def build_model(self):
+  def build_model(self, seed=0):
+    del seed  # Keras initialisers only
     return TinyTrunk(self.dataset_num_classes)
 
   def compute_loss(self, model, batch, training):

@@ -1,5 +1,7 @@
-"""Tests for the dataset registry and the shared split/index/shard logic."""
+"""Tests for the dataset registry: names, lookup, registration, split names."""
 import os
+import subprocess
+import sys
 
 import pytest
 import tensorflow as tf
@@ -67,25 +69,69 @@ def test_holdout_must_be_a_positive_int(tmp_path, holdout):
     registry.get_dataset('imagenet2012', data_dir=str(tmp_path), holdout=holdout)
 
 
-def make_examples(n):
-  return tf.data.Dataset.from_tensor_slices({
-      'image': tf.reshape(tf.cast(tf.range(n * 4), tf.uint8), [n, 2, 2, 1]),
-      'label': tf.range(n, dtype=tf.int32) % 3,
-  })
+@pytest.fixture
+def scratch_registry(monkeypatch):
+  """Lets a test register datasets; the registry is as before after it."""
+  registry.dataset_names()  # Imports (and so registers) the built-in datasets.
+  monkeypatch.setattr(registry, '_DATASETS', dict(registry._DATASETS))
 
 
-def test_index_and_shard_numbers_before_sharding():
-  out = list(registry.index_and_shard(make_examples(7)))
-  assert [int(ex['index']) for ex in out] == list(range(7))
-  assert [int(ex['label']) for ex in out] == [0, 1, 2, 0, 1, 2, 0]
-  assert out[0]['label'].dtype == tf.int64 and out[0]['index'].dtype == tf.int64
-  assert int(out[5]['image'][0, 0, 0]) == 20
-  shards = []
-  for pipeline in range(3):
-    context = tf.distribute.InputContext(num_input_pipelines=3,
-                                         input_pipeline_id=pipeline)
-    shards.append([int(ex['index']) for ex in
-                   registry.index_and_shard(make_examples(7), context)])
-  assert shards == [[0, 3, 6], [1, 4], [2, 5]]
-  single = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0)
-  assert len(list(registry.index_and_shard(make_examples(7), single))) == 7
+class _Recorder:
+  """Keeps what it was built with."""
+
+  def __init__(self, *args, **kwargs):
+    self.args, self.kwargs = args, kwargs
+
+
+def test_a_dataset_defined_here_registers_and_is_built(scratch_registry):
+  @registry.register('toy')
+  class Toy(_Recorder):
+    pass
+
+  @registry.register('toy_folder:', usage='toy_folder:<path>')
+  class ToyFolder(_Recorder):
+    pass
+
+  ds = registry.get_dataset('toy', data_dir='/d', size=3)
+  assert isinstance(ds, Toy)
+  assert (ds.args, ds.kwargs) == ((), {'data_dir': '/d', 'manual_dir': None, 'size': 3})
+  # A prefix name receives the rest (which may hold ':' itself) first.
+  ds = registry.get_dataset('toy_folder:gs://b/x', manual_dir='/m')
+  assert isinstance(ds, ToyFolder)
+  assert (ds.args, ds.kwargs) == (('gs://b/x',), {'data_dir': None, 'manual_dir': '/m'})
+  assert registry.dataset_names() == ('fashion_mnist', 'imagenet2012', 'places365',
+                                      'toy', 'image_folder:', 'toy_folder:')
+  assert registry.DATASET_NAMES[-2:] == ('image_folder', 'toy_folder')
+  assert registry.register('toy')(Toy) is Toy  # The same class again is no clash.
+  with pytest.raises(ValueError, match="Dataset 'toy' is registered twice"):
+    registry.register('toy')(ToyFolder)
+
+
+@pytest.mark.parametrize('name', ['', ':', 'a:b', 'a::'])
+def test_malformed_names_are_refused(name):
+  with pytest.raises(ValueError, match='must be non-empty with ":" only at its end'):
+    registry.register(name)
+
+
+@pytest.mark.parametrize('name', ['nope', 'toy_folder', 'toy_folder:', 'toy:x'])
+def test_unknown_name_lists_every_registered_one(scratch_registry, name):
+  registry.register('toy')(_Recorder)
+  registry.register('toy_folder:')(_Recorder)
+  with pytest.raises(ValueError) as info:
+    registry.get_dataset(name)
+  assert str(info.value) == (
+      f'Unknown dataset {name!r}; use one of fashion_mnist, imagenet2012, places365, '
+      'toy, image_folder:<root> (a folder with one sub-folder of images per class), '
+      'toy_folder:<arg>.')
+
+
+def test_built_in_datasets_are_found_without_importing_them():
+  code = ('from datasets import registry; import sys; '
+          'before = [m for m in sys.modules if m.startswith("datasets.")]; '
+          'print(sorted(before)); print(registry.dataset_names())')
+  out = subprocess.run([sys.executable, '-c', code], check=True, capture_output=True,
+                       text=True, cwd=os.path.dirname(os.path.dirname(
+                           os.path.dirname(os.path.abspath(__file__))))).stdout
+  assert out.splitlines() == [
+      "['datasets.registry', 'datasets.tfds_dataset']",
+      "('fashion_mnist', 'imagenet2012', 'places365', 'image_folder:')"]

@@ -116,10 +116,11 @@ def test_later_splits_reuse_the_first_splits_trace(dataset, tmp_path):
   cache = feature_cache.FeatureCache(str(tmp_path))
   trunk = _trunk()
   _get(cache, dataset, trunk, split="train")  # batches of 16, then 8
-  (extractor,) = cache._extractors.values()
+  extractor = cache._extractor[3]
   traces = extractor._fn.experimental_get_tracing_count()
   for split in ("val", "test", "trainval"):
     _get(cache, dataset, trunk, split=split)
+  assert cache._extractor[3] is extractor
   assert extractor._fn.experimental_get_tracing_count() == traces
 
 

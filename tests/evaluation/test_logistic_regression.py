@@ -1,4 +1,4 @@
-"""Tests for evaluation/logistic_regression.py against known answers and sklearn."""
+"""Tests for evaluation/logistic_regression/ against known answers and sklearn."""
 
 import warnings
 
@@ -9,6 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from evaluation import logistic_regression as lr
+from evaluation.logistic_regression import features as lr_features
 
 
 def _overlapping_classes(n=2000, dim=64, classes=5, seed=0, scale_spread=0.0):
@@ -164,7 +165,7 @@ def test_chunked_fit_equals_in_memory_fit(overlapping, tmp_path):
 def test_host_matrices_cross_in_blocks_with_the_same_fit(overlapping, monkeypatch):
   x, y = overlapping
   whole = lr.fit(tf.constant(x), y, 5, l2=1e-2, tol=1e-5)  # one tensor
-  monkeypatch.setattr(lr, "_host_block_rows", lambda dim: 300)  # 6 + a partial
+  monkeypatch.setattr(lr_features, "_host_block_rows", lambda dim: 300)  # 6 + a partial
   blocked = lr.fit(x, y, 5, l2=1e-2, tol=1e-5)
   assert blocked.iterations == whole.iterations
   scale = np.abs(whole.weights).max()

@@ -2,7 +2,6 @@
 runs the per-batch ops and on however many replicas."""
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import fake_data
 import strategies

@@ -53,6 +53,10 @@ def test_reversible_unit_inverse_reconstructs_input():
 
 @pytest.mark.parametrize('patch_mode', [False, True])
 def test_every_unit_of_a_model_inverts(patch_mode):
+  # Seeded: float32 round-off of an inversion through three units depends on
+  # the weights (1e-6 to 1.5e-5 over seeds 0-5), and unseeded weights made the
+  # outcome depend on which tests had drawn random numbers before.
+  keras.utils.set_random_seed(0)
   model = models.get_model('revnet50', width=1, patch_mode=patch_mode)
   images = _random([1, 32, 32, 3], seed=2)
   _, end_points = model(images)

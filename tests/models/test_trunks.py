@@ -204,3 +204,14 @@ def test_head_layers_add_exact_parameters(name):
   expected = _spec_params(name, 1) + (512 * 32 + 32) + (32 * 10 + 10)
   assert _trainable_count(model) == expected
   assert flops.count_params(name, 1, num_classes=10, representation_size=32) == expected
+
+
+@pytest.mark.parametrize("name,last_relu,patch_mode", [
+    ("resnet50_v1", True, False), ("resnet50_v2", False, True),
+    ("revnet50", False, False), ("vgg19_bn", True, False)])
+def test_identity_is_read_from_the_built_trunk(name, last_relu, patch_mode):
+  model = models.get_model(name, width=1, last_relu=last_relu,
+                           patch_mode=patch_mode, representation_size=16)
+  assert model.identity() == dict(
+      architecture=name, width=1, last_relu=last_relu, patch_mode=patch_mode,
+      representation_size=16)

@@ -32,7 +32,7 @@ experiment.evaluate_random_init = True
 get_model.name = 'resnet50_v2'
 get_model.width = 1
 rotation.pp_train = 'decode|resize(16)|value_range(-1, 1)|rotate'
-rotation.pp_eval = 'decode|resize(16)|value_range(-1, 1)'
+rotation.pp_representation = 'decode|resize(16)|value_range(-1, 1)'
 train.batch_size = 4
 linear_eval.layers = ['pre_logits']
 """
@@ -395,45 +395,61 @@ def test_jigsaw_module_has_patch_and_whole_image_signatures(jigsaw, loaded):
       None, 512]
 
 
-def test_describe_input_finds_the_unit_range_prefix():
+def _fake_task(pp, scaling):
+  """A task with one pipeline for all modes, scaled by `scaling`."""
+
   class Fake(task_lib.Task):
     """Only pipelines and scaling matter to describe_input."""
+    input_scaling = scaling
 
-    def __init__(self, pp, scale):
-      super().__init__(num_classes=2)
-      self._pp, self._scale = pp, scale
+    def __init__(self):
+      super().__init__(num_classes=2, pp_train=pp, pp_pretext_eval=pp,
+                       pp_representation=pp)
 
-    def preprocess(self, mode):
-      return self._pp
-
-    def scale_images(self, images):
-      return self._scale(images)
-
-    def build_model(self):
+    def build_model(self, seed=0):
       raise AssertionError("describe_input must not build the network")
 
     def compute_loss(self, model, batch, training):
       raise AssertionError("describe_input must not compute a loss")
 
-  standardize = tf.image.per_image_standardization
-  info = export.describe_input(Fake(
-      "decode|resize_small(40)|central_crop(32)|standardize", standardize))
+  return Fake()
+
+
+def test_describe_input_uses_the_declared_scaling():
+  task = _fake_task("decode|resize_small(40)|central_crop(32)|standardize",
+                    "standardize")
+  info = export.describe_input(task)
   assert info == export.InputInfo(
       representation_pipeline="decode|resize_small(40)|central_crop(32)|standardize",
       patches=False, num_patches=None, input_size=(32, 32),
       unit_range_pipeline="decode|resize_small(40)|central_crop(32)")
-  # The task scales to [-1, 1] but the pipeline to [0, 2]: nothing in [0, 1]
-  # gives the module the evaluator's input.
-  info = export.describe_input(Fake("decode|resize(8)|value_range(0, 2)",
-                                    lambda x: x * 2.0 - 1.0))
-  assert info.unit_range_pipeline is None and info.input_size == (8, 8)
+  assert info.unit_range_pipeline == task.unit_range_pipeline()
   # Output size following the input: no fixed size.
-  info = export.describe_input(Fake("decode|resize_small(64)|value_range(-1, 1)",
-                                    lambda x: x * 2.0 - 1.0))
+  info = export.describe_input(_fake_task(
+      "decode|resize_small(64)|value_range(-1, 1)", "value_range(-1, 1)"))
   assert info.input_size is None
   assert info.unit_range_pipeline == "decode|resize_small(64)"
+  # A stack of patches: the [0, 1] pipeline ends with the stack.
+  info = export.describe_input(_fake_task(
+      "decode|resize(48)|crop_patches(3, patch_size=16)|standardize",
+      "standardize"))
+  assert (info.patches, info.num_patches, info.input_size) == (
+      True, 9, (16, 16))
+  assert info.unit_range_pipeline == (
+      "decode|resize(48)|crop_patches(3, patch_size=16)")
   with pytest.raises(ValueError, match="one RGB image"):
-    export.describe_input(Fake("decode(1)|resize(8)", lambda x: x))
+    export.describe_input(_fake_task("decode(1)|resize(8)|standardize",
+                                     "standardize"))
+
+
+def test_a_pipeline_must_end_with_the_declared_scaling():
+  # The task declares [-1, 1] but the pipeline scales to [0, 2]: no [0, 1]
+  # pipeline would give the module the evaluator's input.
+  pp = "decode|resize(8)|value_range(0, 2)"
+  with pytest.raises(ValueError) as error:
+    _fake_task(pp, "value_range(-1, 1)")
+  assert repr(pp) in str(error.value)
+  assert "'value_range(-1, 1)'" in str(error.value)
 
 
 def test_export_refuses_to_overwrite(jigsaw):
@@ -448,7 +464,7 @@ def test_vgg_needs_a_fixed_input_size():
   gin.parse_config("""
 get_model.name = 'vgg19_bn'
 get_model.width = 1
-rotation.pp_eval = 'decode|resize_small(32)|value_range(-1, 1)'
+rotation.pp_representation = 'decode|resize_small(32)|value_range(-1, 1)'
 """)
   try:
     task = task_lib.get_task("rotation", num_classes=10)

@@ -138,7 +138,7 @@ def test_bad_configuration_errors():
   with pytest.raises(ValueError, match="no crop_patches"):
     _task(pp_train="decode|resize(64)|standardize")
   with pytest.raises(ValueError, match="splits=4"):
-    _task(pp_eval="decode|crop_patches(4, patch_size=8)|standardize")
+    _task(pp_pretext_eval="decode|crop_patches(4, patch_size=8)|standardize")
   with pytest.raises(ValueError, match="patch_representation"):
     _task(patch_representation="max")
   with pytest.raises(ValueError, match="dropout"):

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from datasets import preprocess_registry
-from self_supervision import rotation
+from self_supervision import rotation  # noqa: F401  (registers the rotate op)
 from self_supervision import task as task_lib
 
 

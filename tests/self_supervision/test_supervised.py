@@ -108,7 +108,7 @@ def test_random_init_trains_zero_steps_end_to_end(tmp_path, monkeypatch):
   with gin.unlock_config():
     gin.parse_config("""
         supervised.pp_train = 'decode|resize(16)|value_range(-1, 1)'
-        supervised.pp_eval = 'decode|resize(16)|value_range(-1, 1)'
+        supervised.pp_representation = 'decode|resize(16)|value_range(-1, 1)'
         train.batch_size = 8
         train.eval_batch_size = 16
         linear_eval.batch_size = 16
@@ -141,7 +141,7 @@ def test_trains_on_fashion_mnist(tmp_path):
   # last 125 steps (~45%) is checked as well.
   gin.parse_config("""
       supervised.pp_train = 'decode|resize(16)|flip_lr|value_range(-1, 1)'
-      supervised.pp_eval = 'decode|resize(16)|value_range(-1, 1)'
+      supervised.pp_representation = 'decode|resize(16)|value_range(-1, 1)'
       get_model.name = 'resnet50_v2'
       get_model.width = 1
       scaled_learning_rate.base_lr = 0.4

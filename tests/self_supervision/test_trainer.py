@@ -13,7 +13,7 @@ from self_supervision import task as task_lib
 from self_supervision import trainer as trainer_lib
 
 PP = ("rotation.pp_train = 'decode|resize(16)|value_range(-1, 1)|rotate'\n"
-      "rotation.pp_eval = 'decode|resize(16)|value_range(-1, 1)'\n"
+      "rotation.pp_representation = 'decode|resize(16)|value_range(-1, 1)'\n"
       "get_model.name = 'resnet50_v2'\n"
       "get_model.width = 1\n")
 

@@ -25,11 +25,17 @@ def epochs_to_steps(epochs: float, num_examples: int, global_batch_size: int) ->
   return int(math.ceil(epochs * num_examples / global_batch_size))
 
 
+def linear_scaling(base_lr: float, global_batch_size: int,
+                   base_batch_size: int) -> float:
+  """`base_lr` is the LR of a batch of `base_batch_size`; it scales linearly."""
+  return base_lr * global_batch_size / base_batch_size
+
+
 @gin.configurable(denylist=["global_batch_size"])
 def scaled_learning_rate(global_batch_size: int, base_lr: float = 0.1,
                          base_batch_size: int = 256) -> float:
-  """SPEC §4: the base LR is defined for a batch of 256 and scales linearly."""
-  return base_lr * global_batch_size / base_batch_size
+  """SPEC §4: the pretext LR is 0.1 for a batch of 256, scaled linearly."""
+  return linear_scaling(base_lr, global_batch_size, base_batch_size)
 
 
 class WarmupPiecewiseConstant(keras.optimizers.schedules.LearningRateSchedule):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from self_supervision import schedule
+from training import schedule
 
 
 def test_epochs_to_steps_rounds_up():

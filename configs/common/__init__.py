@@ -1,0 +1,1 @@
+"""Shared gin includes (see configs/__init__.py)."""

@@ -1,0 +1,47 @@
+"""Every config a user can start parses, includes resolve, and its task builds."""
+import glob
+import os
+
+import gin
+import pytest
+
+import train_and_eval  # noqa: F401  (the `experiment` configurable)
+from self_supervision import task as task_lib
+from training import config as config_lib
+from training import schedule
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_CONFIGS = sorted(
+    os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.gin"),
+                                                recursive=True)
+    if os.sep + "common" + os.sep not in p)
+
+
+def test_the_run_configs_are_found():
+  assert "configs/demo_fashion_mnist.gin" in RUN_CONFIGS
+  assert len(RUN_CONFIGS) == 12
+
+
+@pytest.mark.parametrize("path", RUN_CONFIGS)
+def test_config_parses_and_builds_its_task(path, clean_gin, monkeypatch):
+  del clean_gin
+  # Includes are found from the repository root whatever the working directory.
+  monkeypatch.chdir("/")
+  config_lib.parse([os.path.join(ROOT, path)])
+  task_name = gin.query_parameter("experiment.task")
+  task = task_lib.get_task(task_name, num_classes=10)
+  assert task.name == task_name
+  assert gin.query_parameter("experiment.dataset") in (
+      "fashion_mnist", "imagenet2012")
+
+
+def test_shared_includes_state_spec_once(clean_gin):
+  del clean_gin
+  config_lib.parse([os.path.join(ROOT, "configs/jigsaw/imagenet_resnet50_v1_k8.gin")])
+  assert gin.query_parameter("train.epochs") == 35
+  assert gin.query_parameter("train.decay_epochs") == [15, 25]
+  assert gin.query_parameter("train.batch_size") == 128
+  assert schedule.scaled_learning_rate(128) == pytest.approx(0.05)
+  task = task_lib.get_task("jigsaw", num_classes=1000)
+  assert task.preprocess(task_lib.TRAIN).startswith("decode|resize(292)|to_gray")
+  assert task.embedding_size == 1000 and task.head_hidden == 4096

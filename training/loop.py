@@ -1,0 +1,259 @@
+"""How training steps are driven, whatever is trained (orbit's Controller shape).
+
+The caller says what one step computes (`loss_fn(batch) -> (per_example_loss,
+outputs)`) and which model's variables it trains; `Loop` does the rest, the
+same way for the pretext trainer and the SGD evaluation heads:
+
+  - `steps_per_loop` steps run inside one `tf.function` call (one host round
+    trip), each under `strategy.run` on every replica;
+  - the loss is averaged over the GLOBAL batch (`tf.nn.compute_average_loss`)
+    and the model's regularization losses are scaled by the replica count,
+    so summing the replicas' gradients (what `apply_gradients` does under a
+    strategy) gives the gradient of the global objective;
+  - after every loop: metrics, a NaN guard, a progress line (step, loss,
+    metrics, lr, images/s, ETA), TensorBoard summaries, and a checkpoint
+    every `checkpoint_secs`;
+  - the input pipeline is seeded from the step it starts at (`resume_seed`),
+    so a resumed run does not replay the examples it has already seen.
+
+Resume order is the caller's (see `Loop.restore`): the loop's own checkpoint
+directory first.
+"""
+import time
+from typing import Callable, Dict, Optional, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training import checkpoints as checkpoints_lib
+
+# Input seeds of consecutive resumes must differ for any base seed.
+_RESUME_SEED_STRIDE = 7919
+
+
+def resume_seed(seed: int, step: int) -> int:
+  """The input pipeline's seed for a run (re)started at `step`."""
+  return seed + _RESUME_SEED_STRIDE * step
+
+
+def format_duration(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def check_batch(global_batch_size: int, strategy: tf.distribute.Strategy,
+                binding: str) -> int:
+  """The per-replica batch; a clear error naming `binding` if it does not split."""
+  replicas = strategy.num_replicas_in_sync
+  if global_batch_size % replicas:
+    raise ValueError(
+        f"{binding}={global_batch_size} is not divisible by the {replicas} "
+        f"replicas; use a multiple of {replicas}.")
+  return global_batch_size // replicas
+
+
+LossFn = Callable[[Dict[str, tf.Tensor]], Tuple[tf.Tensor, Dict]]
+
+
+class Loop:
+  """Trains `model` with `optimizer` on batches of `dataset_fn`.
+
+  Args:
+    strategy: the tf.distribute strategy; `model`, `optimizer` and `metrics`
+      must have been created under its scope.
+    model: its `trainable_variables` are trained and its `losses` (weight
+      decay) added to the objective.
+    optimizer: a Keras optimizer; its `iterations` is the step counter.
+    loss_fn: what one step computes on one replica's batch: returns the
+      per-example loss [N] and outputs for `update_metrics`.
+    dataset_fn: (tf.distribute.InputContext, seed) -> per-replica tf.data
+      pipeline of training batches, repeated forever.
+    total_steps: where the whole training ends (for the progress line's ETA).
+    global_batch_size: source examples per step, all replicas together.
+    copies_per_example: network inputs per source example (4 for rotation);
+      images/s is printed in both when it is not 1.
+    metrics: the caller's metrics (created under the strategy's scope);
+      'loss' and 'weight_decay' are added.
+    update_metrics: (metrics, outputs) -> None, run on every replica.
+    schedule: step -> learning rate, for the progress line.
+    ckpt_dir: where checkpoints of model + optimizer go.
+    checkpoint_secs: save every so many seconds (None: only on `save()`).
+    summary_writer: TensorBoard writer for train/* scalars.
+    lr_binding, batch_binding: the gin bindings that set the learning rate
+      and the batch, named in the NaN and batch-split messages.
+    prefix: put before every log line (an evaluation head's name).
+  """
+
+  def __init__(self, *, strategy: tf.distribute.Strategy, model: keras.Model,
+               optimizer, loss_fn: LossFn, dataset_fn, total_steps: int,
+               global_batch_size: int, steps_per_loop: int, ckpt_dir: str,
+               summary_writer, schedule, seed: int,
+               metrics: Optional[Dict[str, keras.metrics.Metric]] = None,
+               update_metrics: Optional[Callable] = None,
+               copies_per_example: int = 1,
+               checkpoint_secs: Optional[float] = 600, max_to_keep: int = 3,
+               keep_checkpoint_every_hours: Optional[float] = None,
+               lr_binding: str = "scaled_learning_rate.base_lr",
+               batch_binding: str = "train.batch_size",
+               log: Callable[[str], None] = print, prefix: str = ""):
+    check_batch(global_batch_size, strategy, batch_binding)
+    self.strategy, self.model, self.optimizer = strategy, model, optimizer
+    self.loss_fn, self.dataset_fn = loss_fn, dataset_fn
+    self.total_steps, self.global_batch_size = int(total_steps), global_batch_size
+    self.copies_per_example = copies_per_example
+    self.steps_per_loop = int(steps_per_loop)
+    self.checkpoint_secs = checkpoint_secs
+    self.schedule, self.seed, self.lr_binding = schedule, seed, lr_binding
+    self.summary_writer, self.log, self.prefix = summary_writer, log, prefix
+    self.update_metrics = update_metrics or (lambda metrics, outputs: None)
+    with strategy.scope():
+      self.metrics = dict(metrics or {})
+      self.metrics["loss"] = keras.metrics.Mean(name="loss")
+      self.metrics["weight_decay"] = keras.metrics.Mean(name="weight_decay")
+    self.checkpoints = checkpoints_lib.Manager(
+        ckpt_dir, optimizer.iterations, max_to_keep=max_to_keep,
+        keep_checkpoint_every_hours=keep_checkpoint_every_hours,
+        model=model, optimizer=optimizer)
+    self._iterator = None
+    self._last_save = time.time()
+    self._rate_start = None  # (time, step) after the first, tracing, loop
+
+  @property
+  def step(self) -> int:
+    return int(self.optimizer.iterations.numpy())
+
+  def restore(self) -> Optional[str]:
+    """Restores the newest checkpoint of `ckpt_dir`; its prefix, or None."""
+    return self.checkpoints.restore_latest()
+
+  def save(self) -> str:
+    self._last_save = time.time()
+    return self.checkpoints.save(self.step)
+
+  # --- compiled -----------------------------------------------------------
+
+  def _replica_step(self, batch):
+    variables = self.model.trainable_variables
+    with tf.GradientTape() as tape:
+      per_example, outputs = self.loss_fn(batch)
+      task_loss = tf.nn.compute_average_loss(per_example)
+      decay = (tf.add_n(self.model.losses) if self.model.losses
+               else tf.constant(0.0))
+      loss = task_loss + tf.nn.scale_regularization_loss(decay)
+    grads = tape.gradient(loss, variables)
+    self.optimizer.apply_gradients(zip(grads, variables))
+    # The replica's share of the mean times the replica count is the global
+    # mean, whatever the number of replicas.
+    self.metrics["loss"].update_state(
+        task_loss * self.strategy.num_replicas_in_sync)
+    self.metrics["weight_decay"].update_state(decay)
+    self.update_metrics(self.metrics, outputs)
+
+  @tf.function
+  def _train_loop(self, iterator, num_steps):
+    for _ in tf.range(num_steps):
+      self.strategy.run(self._replica_step, args=(next(iterator),))
+
+  # --- driving ------------------------------------------------------------
+
+  def _iterator_from_here(self):
+    if self._iterator is None:
+      seed = resume_seed(self.seed, self.step)
+      self._iterator = iter(self.strategy.distribute_datasets_from_function(
+          lambda ctx: self.dataset_fn(ctx, seed)))
+    return self._iterator
+
+  def train(self, until_step: int) -> Dict[str, float]:
+    """Trains up to step `until_step`.
+
+    Returns each metric averaged over the steps this call ran (an epoch's
+    training loss for the SGD heads); empty when there was nothing to run.
+
+    Raises:
+      FloatingPointError: the loss or weight decay is not finite; nothing of
+        that loop was saved.
+    """
+    iterator = self._iterator_from_here()
+    sums, steps_run = {}, 0
+    step = self.step
+    while step < until_step:
+      n = min(self.steps_per_loop, until_step - step)
+      t0 = time.time()
+      self._train_loop(iterator, tf.constant(n, tf.int32))
+      results = {k: float(m.result()) for k, m in self.metrics.items()}
+      step = self.step
+      dt = time.time() - t0
+      self._check_finite(results, step)
+      self._report(results, step, n, dt)
+      for k, v in results.items():
+        sums[k] = sums.get(k, 0.0) + v * n
+      steps_run += n
+      for m in self.metrics.values():
+        m.reset_state()
+      if (self.checkpoint_secs is not None
+          and time.time() - self._last_save >= self.checkpoint_secs):
+        self.save()
+    return {k: v / steps_run for k, v in sums.items()}
+
+  def _check_finite(self, results, step):
+    if np.isfinite(results["loss"]) and np.isfinite(results["weight_decay"]):
+      return
+    raise FloatingPointError(
+        f"{self.prefix}The training loss is {results['loss']} at step {step}. "
+        f"Nothing was saved for this loop; the last good checkpoint is "
+        f"{self.checkpoints.latest_checkpoint or 'none (the run just started)'}"
+        f". Lower {self.lr_binding}, or check the input pipeline for bad "
+        f"images.")
+
+  def _report(self, results, step, n, dt):
+    images_per_sec = n * self.global_batch_size / dt
+    if self._rate_start is None:
+      # The first loop includes tracing; don't let it skew the ETA.
+      self._rate_start = (time.time(), step)
+      eta = (self.total_steps - step) * dt / n
+    else:
+      t_ref, step_ref = self._rate_start
+      rate = (step - step_ref) / max(time.time() - t_ref, 1e-9)
+      eta = (self.total_steps - step) / max(rate, 1e-9)
+    lr = float(self.schedule(step))
+    metric_text = " ".join(f"{k}={v:.4f}" for k, v in results.items()
+                           if k != "loss")
+    rate_text = f"{images_per_sec:.0f} img/s"
+    if self.copies_per_example != 1:
+      rate_text += (f" ({images_per_sec * self.copies_per_example:.0f} "
+                    f"inputs/s)")
+    self.log(f"{self.prefix}step {step}/{self.total_steps} "
+             f"loss={results['loss']:.4f} {metric_text} lr={lr:.4g} "
+             f"{rate_text} ETA {format_duration(eta)}")
+    with self.summary_writer.as_default(step=step):
+      for k, v in results.items():
+        tf.summary.scalar(f"train/{k}", v)
+      tf.summary.scalar("train/learning_rate", lr)
+      tf.summary.scalar("train/images_per_sec", images_per_sec)
+      if self.copies_per_example != 1:
+        tf.summary.scalar("train/inputs_per_sec",
+                          images_per_sec * self.copies_per_example)
+
+
+
+class EvalLoop:
+  """One ordered pass of `replica_fn(batch)` over a dataset, on every replica.
+
+  `replica_fn` updates metrics (created under the strategy's scope); the
+  per-batch function is compiled once and reused by every pass.
+  """
+
+  def __init__(self, strategy: tf.distribute.Strategy, replica_fn):
+    self.strategy, self.replica_fn = strategy, replica_fn
+
+  @tf.function
+  def _batch(self, batch):
+    self.strategy.run(self.replica_fn, args=(batch,))
+
+  def run(self, dataset: tf.data.Dataset) -> None:
+    """Runs every batch of `dataset` (global batches, split across replicas)."""
+    for batch in self.strategy.experimental_distribute_dataset(dataset):
+      self._batch(batch)
