@@ -446,14 +446,17 @@ def get_value_range(lo: float, hi: float, in_lo: float = 0.0, in_hi: float = 1.0
 
 
 @ppr.register("to_gray")
-def get_to_gray(p: float = 2.0 / 3.0, eval_p: float = 0.0, *,
+def get_to_gray(p: float = 2.0 / 3.0, eval_p: float = 0.0,
+                per_element: bool = False, *,
                 training: bool) -> ppr.PreprocessFn:
   """With probability p, replaces the image by the mean of its channels.
 
   The mean is tiled back to the input's channel count so shapes do not change.
-  The decision is drawn ONCE per example: on a stack [N, H, W, C] either all
-  elements become gray or none. In evaluation the probability is `eval_p`,
-  0 by default (no conversion); eval_p=1 converts every evaluation image.
+  By default the decision is drawn ONCE per example: on a stack [N, H, W, C]
+  either all elements become gray or none. per_element=True draws it for each
+  element of a stack independently (the patch tasks' per-patch grayscale,
+  SPEC §2). In evaluation the probability is `eval_p`, 0 by default (no
+  conversion); eval_p=1 converts every evaluation image.
   """
   for name, value in (("p", p), ("eval_p", eval_p)):
     if not 0.0 <= value <= 1.0:
@@ -469,8 +472,15 @@ def get_to_gray(p: float = 2.0 / 3.0, eval_p: float = 0.0, *,
     if prob == 1.0:
       return _with_image(features, gray)
     seed, features = ppr.next_seed(features)
-    to_gray = tf.random.stateless_uniform([], seed) < prob
-    return _with_image(features, tf.where(to_gray, gray, image))
+    if per_element:
+      if image.shape.rank != 4:
+        raise ValueError(f"to_gray(per_element=True) needs a stack [N, H, W, C] "
+                         f"(put it after crop_patches); got shape {image.shape}.")
+      # One draw per element, broadcast over its H, W, C.
+      draws = tf.random.stateless_uniform([tf.shape(image)[0], 1, 1, 1], seed)
+    else:
+      draws = tf.random.stateless_uniform([], seed)
+    return _with_image(features, tf.where(draws < prob, gray, image))
 
   # Per-example coin flips only strictly between 0 and 1.
   return ppr.batchable(_apply) if prob in (0.0, 1.0) else _apply

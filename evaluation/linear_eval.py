@@ -68,13 +68,20 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
              batch_size: int = 256, pooling: str = "adaptive_max",
              fraction: float = 1.0, subset_seed: int = 0,
              max_in_memory_gb: float = 4.0, chunk_rows: Optional[int] = None,
+             standardize: bool = True,
              cache: Optional[feature_cache.FeatureCache] = None,
              strategy=None, log: Callable[[str], None] = print) -> List[Dict]:
   """Runs the protocol for each layer of `trunk` (a `trunks.Trunk`).
 
-  fraction: a class-balanced fraction of `train_split` (low-data regime,
-  subset chosen by `subset_seed`); the L2 strength is still chosen on
-  `val_split` and the refit adds it. chunk_rows forces chunked fitting.
+  fraction: the low-data regime: a class-balanced fraction (subset chosen by
+  `subset_seed`) of every labelled split the model is fitted on, `train_split`
+  and, when refitting, `val_split` too; the L2 strength is still scored on
+  the whole `val_split`. chunk_rows forces chunked fitting.
+  standardize: fit on features standardised with training statistics (the
+  default). Raw CNN features are non-negative with per-channel scales that
+  differ by orders of magnitude; unstandardised, L-BFGS hits max_iter and
+  ends 8-17 points lower (logistic_regression/features.py has the
+  measurement), and one L2 grid would not suit every layer and trunk.
   tol / search_tol: see `logistic_regression.grid_search` (grid values are
   ranked at search_tol, the chosen one and the refit converge to tol).
 
@@ -90,13 +97,20 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
       pooling=pooling, batch_size=batch_size, cache=cache, strategy=strategy,
       log=log)
   t_extracted = time.time()
-  subset = None
+  fitted_on = [train_split] + ([val_split] if refit_on_train_and_val else [])
+  subsets = {}
   if fraction < 1.0:
-    subset = low_data.balanced_subset(split_features[train_split][1], fraction,
-                                      subset_seed)
-    log(f"  low-data: {len(subset)} of {len(split_features[train_split][1])} "
-        f"{train_split} examples ({100 * fraction:g}%, balanced, seed "
-        f"{subset_seed})")
+    for split in fitted_on:
+      labels = split_features[split][1]
+      subsets[split] = low_data.balanced_subset(labels, fraction, subset_seed)
+      log(f"  low-data: {len(subsets[split])} of {len(labels)} {split} "
+          f"examples ({100 * fraction:g}%, balanced, seed {subset_seed})")
+
+  def fitted_rows(split, x, y):
+    if split not in subsets:
+      return x, y
+    return np.asarray(x[subsets[split]], np.float32), y[subsets[split]]
+
   feats = lambda x: as_features(x, max_in_memory_gb, chunk_rows)
   entries = []
   for layer in layers:
@@ -104,21 +118,24 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
     (train_x, train_y), (val_x, val_y), (eval_x, eval_y) = [
         (split_features[s][0][layer], split_features[s][1])
         for s in (train_split, val_split, eval_split)]
-    if subset is not None:
-      train_x, train_y = np.asarray(train_x[subset], np.float32), train_y[subset]
+    train_x, train_y = fitted_rows(train_split, train_x, train_y)
     search = lr.grid_search(feats(train_x), train_y, feats(val_x), val_y,
                             dataset.num_classes, l2_grid=l2_grid,
                             max_iter=max_iter, tol=tol, search_tol=search_tol,
+                            standardize=standardize,
                             log=lambda m: log("  " + m))
     best_l2 = search["best_l2"]
     final = search["model"]
     fit_split = train_split
+    labels_used = len(train_y)
     if refit_on_train_and_val:
       fit_split = f"{train_split}+{val_split}"
-      final = lr.fit(feats(RowConcat([train_x, val_x])),
-                     np.concatenate([train_y, val_y]), dataset.num_classes,
+      refit_x, refit_y = fitted_rows(val_split, val_x, val_y)
+      labels_used += len(refit_y)
+      final = lr.fit(feats(RowConcat([train_x, refit_x])),
+                     np.concatenate([train_y, refit_y]), dataset.num_classes,
                      l2=best_l2, max_iter=max_iter, tol=tol,
-                     init=search["model"])
+                     standardize=standardize, init=search["model"])
     eval_feats = feats(eval_x)
     top1 = 100.0 * lr.accuracy(final, eval_feats, eval_y, k=1)
     top5 = 100.0 * lr.accuracy(final, eval_feats, eval_y,
@@ -127,15 +144,18 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
         f"top-5 {top5:.2f}% (l2={best_l2:g}, chosen on {val_split})")
     entries.append(dict(
         protocol=PROTOCOL, trunk=trunk.name, layer=layer, pooling=pooling,
-        train_split=fit_split, eval_split=eval_split, fraction=fraction,
+        train_split=fit_split, selected_on=val_split, eval_split=eval_split,
+        fraction=fraction,
         top1=top1, top5=top5,
         hyperparameters=dict(
             l2=best_l2, l2_grid=list(l2_grid), selected_on=val_split,
             val_top1_by_l2={f"{k:g}": 100.0 * v
                             for k, v in search["val_top1_by_l2"].items()},
             max_iter=max_iter, tol=tol, search_tol=search_tol,
-            subset_seed=subset_seed,
-            train_examples=int(len(train_y))),
+            standardize=standardize, subset_seed=subset_seed,
+            # Labels the final model was fitted on (train, plus val when
+            # refitted), after the low-data subset.
+            train_examples=int(labels_used)),
         extract_time_s=round(t_extracted - t0, 2),
         fit_time_s=round(time.time() - t_layer, 2)))
   return entries

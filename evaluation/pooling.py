@@ -1,10 +1,12 @@
-"""Turning an end point into a feature vector of at most 9000 values (SPEC §5).
+"""Turning an end point into a feature vector of about 9000 values (SPEC §5).
 
 Spatial end points with more than `max_features` values (h*w*c) are pooled;
 smaller ones are only flattened. `adaptive_max` (default) and `adaptive_avg`
-pool to the largest square grid s x s with s*s*c <= max_features (the grid
-closest to the budget from below); `max` and `avg` use a window and stride of
-ceil(sqrt(h*w*c / max_features)).
+pool to the square grid g x g whose g*g*c is closest to `max_features`, g the
+floor or the ceiling of sqrt(max_features / c) (at least 1, at most h and w):
+the result may exceed the budget slightly, e.g. 3x3x1024 = 9216 as in the
+reference code. `max` and `avg` use a window and stride of
+ceil(sqrt(h*w*c / max_features)), which stays within it.
 """
 import math
 
@@ -29,8 +31,11 @@ def pooled_size(h: int, w: int, c: int, method: str = "adaptive_max",
 
 
 def _adaptive_grid(h, w, c, max_features):
-  s = max(1, int(math.floor(math.sqrt(max_features / c))))
-  return min(s, h, w)
+  root = math.sqrt(max_features / c)
+  # Ties go to the smaller grid.
+  g = min((max(1, math.floor(root)), max(1, math.ceil(root))),
+          key=lambda s: abs(s * s * c - max_features))
+  return min(g, h, w)
 
 
 def _adaptive_pool(x, s, reduce_fn):
@@ -49,7 +54,7 @@ def _adaptive_pool(x, s, reduce_fn):
 
 def pool_and_flatten(x: tf.Tensor, method: str = "adaptive_max",
                      max_features: int = MAX_FEATURES) -> tf.Tensor:
-  """[B, ...] end point -> [B, D] with D <= max_features for spatial inputs.
+  """[B, ...] end point -> [B, D], D about max_features for large spatial ones.
 
   Rank-2 inputs ([B, D], e.g. pre_logits) are returned as they are, whatever D.
   """

@@ -264,7 +264,9 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
     last = curve[-1]
     return [dict(
         protocol=protocol, trunk=trunk.name, layer=layer, pooling=pooling,
-        train_split=train_split, eval_split=eval_split, fraction=fraction,
+        # A fixed schedule: no hyperparameter is chosen on any split.
+        train_split=train_split, selected_on=None, eval_split=eval_split,
+        fraction=fraction,
         top1=last["top1"], top5=last["top5"], hyperparameters=hyper,
         curve=curve, fit_time_s=round(time.time() - t_start, 2),
         eval_dir=eval_dir)]

@@ -4,7 +4,9 @@ Every source image becomes n (8) independently augmented copies: grayscale
 with probability 2/3 decided once for the image, then n inception-style crops,
 then per-crop standardization. The trunk's logits are an embedding (1000-d);
 the copies of one image are positives of each other and every other image of
-the replica's batch is a negative, under a semi-hard triplet loss (margin 0.5).
+its mining group (`mining_group_images` consecutive images of the replica's
+batch, 8 by default: what one TPU core of the reference held) is a negative,
+under a semi-hard triplet loss (margin 0.5).
 
 Pretext evaluation applies the TRAINING augmentation to the held-out images
 (seeded per example, so it is deterministic): with evaluation preprocessing the
@@ -106,7 +108,8 @@ class Exemplar(task_lib.Task):
                input_scaling: str = "standardize",
                embedding_size: int = 1000, margin: float = 0.5,
                normalization: str = "per_example",
-               distance: str = "squared_l2"):
+               distance: str = "squared_l2",
+               mining_group_images: Optional[int] = 8):
     super().__init__(
         num_classes=num_classes, pp_train=pp_train,
         pp_pretext_eval=pp_pretext_eval or f"as_training({pp_train!r})",
@@ -122,6 +125,14 @@ class Exemplar(task_lib.Task):
                        f"{embedding_size!r}.")
     if margin < 0:
       raise ValueError(f"exemplar.margin must be >= 0; got {margin!r}.")
+    if mining_group_images is not None and (
+        isinstance(mining_group_images, bool)
+        or not isinstance(mining_group_images, int) or mining_group_images < 2):
+      raise ValueError(
+          f"exemplar.mining_group_images must be an int >= 2 (a group needs "
+          f"negatives) or None (the whole per-replica batch); got "
+          f"{mining_group_images!r}. SPEC §2: 8.")
+    self.mining_group_images = mining_group_images
     copies = _copies_in(pp_train)
     if copies is not None:
       self.copies_per_example = copies
@@ -146,8 +157,13 @@ class Exemplar(task_lib.Task):
           "negatives; raise train.batch_size to at least 2 x the replicas.")
     logits, _ = model(images, training=training)
     embeddings = normalize_embeddings(logits, self.normalization)
+    # Labels are the source image's position in the batch, so consecutive
+    # images form the mining groups (SPEC §2: 8 images, as one TPU core of
+    # the reference held), however many replicas share the global batch.
+    groups = (None if self.mining_group_images is None
+              else labels // self.mining_group_images)
     per_copy = triplet_loss.semihard_triplet_loss_per_anchor(
-        labels, embeddings, self.margin, self.distance)
+        labels, embeddings, self.margin, self.distance, groups=groups)
     nn_correct = triplet_loss.nearest_neighbour_correct(
         labels, embeddings, self.distance)
     return per_copy, {"labels": labels, "embeddings": embeddings,

@@ -26,12 +26,17 @@ GRID = 3
 NUM_PATCHES = GRID * GRID
 CENTER = NUM_PATCHES // 2
 
-# SPEC §2: resize to 292, grayscale with p = 2/3, crop 255 (random), a 3x3
-# grid of 85-pixel cells, a 64x64 patch per cell at a random offset (up to 21
-# px of jitter), per-patch standardization. The same ops in evaluation mode
-# are the pretext-evaluation pipeline: central crops, colour kept.
-DEFAULT_PP_TRAIN = ("decode|resize(292)|to_gray(2/3)|crop(255)|"
-                    "crop_patches(3, patch_size=64, jitter=21)|standardize")
+# SPEC §2: resize to 292, crop 255 (random), a 3x3 grid of 85-pixel cells, a
+# 64x64 patch per cell at a random offset (up to 21 px of jitter), each patch
+# independently grayscale with p = 2/3, per-patch standardization. The same
+# ops in evaluation mode are the pretext-evaluation pipeline: central crops,
+# colour kept. The reference code's grayscale decided once per image:
+# PP_TRAIN_GRAY_PER_IMAGE.
+DEFAULT_PP_TRAIN = ("decode|resize(292)|crop(255)|"
+                    "crop_patches(3, patch_size=64, jitter=21)|"
+                    "to_gray(2/3, per_element=True)|standardize")
+PP_TRAIN_GRAY_PER_IMAGE = ("decode|resize(292)|to_gray(2/3)|crop(255)|"
+                           "crop_patches(3, patch_size=64, jitter=21)|standardize")
 # SPEC §5: smaller side 224, central 192, 3x3 grid of 64x64 (cells are 64, so
 # the patch is the whole cell), no jitter, standardized.
 DEFAULT_PP_REPRESENTATION = ("decode|resize_small(224)|central_crop(192)|"
@@ -189,7 +194,7 @@ def patch_representation(trunk: keras.Model, patches: tf.Tensor,
   """Every end point of `trunk` for [B, 9, h, w, 3] patches, combined per image.
 
   Returns an OrderedDict name -> [B, ...] (see `combine_patches`); spatial
-  end points stay spatial: pooling to <= 9000 features is the evaluator's.
+  end points stay spatial: pooling to about 9000 features is the evaluator's.
   """
   _, end_points = trunk(fold_patches(patches), training=False)
   return collections.OrderedDict(

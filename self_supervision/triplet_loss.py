@@ -80,7 +80,8 @@ def pairwise_distances(embeddings: tf.Tensor,
 
 
 def semihard_triplet_loss_per_anchor(labels, embeddings, margin: float = 0.5,
-                                     distance: str = "squared_l2") -> tf.Tensor:
+                                     distance: str = "squared_l2",
+                                     groups=None) -> tf.Tensor:
   """Per-anchor shares of the semi-hard triplet loss; their MEAN is the loss.
 
   Args:
@@ -88,6 +89,10 @@ def semihard_triplet_loss_per_anchor(labels, embeddings, margin: float = 0.5,
     embeddings: float [N, D], usually L2-normalised.
     margin: the margin of the hinge.
     distance: 'squared_l2' (reference code) or 'l2'.
+    groups: optional int [N]: triplets are mined within groups only (a
+      negative must share the anchor's group; equal labels must share a
+      group). With equally sized groups the loss is the mean of the groups'
+      own losses, i.e. what separate devices holding one group each average to.
 
   Returns:
     float32 [N]: entry a is N * (sum of anchor a's pair losses) / (number of
@@ -103,6 +108,10 @@ def semihard_triplet_loss_per_anchor(labels, embeddings, margin: float = 0.5,
   n = tf.shape(d)[0]
   same = tf.equal(labels[:, None], labels[None, :])
   is_negative = tf.logical_not(same)
+  if groups is not None:
+    groups = tf.reshape(tf.convert_to_tensor(groups), [-1])
+    is_negative = tf.logical_and(
+        is_negative, tf.equal(groups[:, None], groups[None, :]))
   is_positive = tf.logical_and(same, tf.logical_not(tf.eye(n, dtype=tf.bool)))
 
   # Row a of `sorted_negatives` holds anchor a's negative distances in

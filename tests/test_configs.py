@@ -6,6 +6,7 @@ import gin
 import pytest
 
 import train_and_eval  # noqa: F401  (the `experiment` configurable)
+from self_supervision import patch_task
 from self_supervision import task as task_lib
 from training import config as config_lib
 from training import schedule
@@ -43,5 +44,15 @@ def test_shared_includes_state_spec_once(clean_gin):
   assert gin.query_parameter("train.batch_size") == 128
   assert schedule.scaled_learning_rate(128) == pytest.approx(0.05)
   task = task_lib.get_task("jigsaw", num_classes=1000)
-  assert task.preprocess(task_lib.TRAIN).startswith("decode|resize(292)|to_gray")
+  assert task.preprocess(task_lib.TRAIN) == patch_task.DEFAULT_PP_TRAIN
   assert task.embedding_size == 1000 and task.head_hidden == 4096
+
+
+@pytest.mark.parametrize("path", [p for p in RUN_CONFIGS if "imagenet" in p])
+def test_imagenet_configs_use_the_table1_protocol(path, clean_gin):
+  # SPEC §5: fit on train, L2 chosen on val, scored on val; no refit, no test.
+  del clean_gin
+  config_lib.parse([os.path.join(ROOT, path)])
+  assert [gin.query_parameter(f"linear_eval.{name}") for name in (
+      "train_split", "val_split", "eval_split", "refit_on_train_and_val")] == [
+          "train", "val", "val", False]

@@ -381,6 +381,24 @@ class TestToGray:
         outcomes.append(True)
     assert any(outcomes) and not all(outcomes)
 
+  def test_per_element_decides_for_each_element_of_a_stack(self):
+    stack = np.stack([_float(_rgb(4, 4, s)) for s in range(6)])
+    mixed = 0
+    for i in range(10):
+      out = _run("to_gray(0.5, per_element=True)", stack, training=True,
+                 rng=(4, i))
+      gray = []
+      for element, original in zip(out, stack):
+        if np.array_equal(element, original):
+          gray.append(False)
+        else:
+          self._assert_gray(element, original)
+          gray.append(True)
+      mixed += any(gray) and not all(gray)
+    assert mixed >= 5  # all-or-none would give 0; chance of < 5 is tiny
+    with pytest.raises(ValueError, match="after crop_patches"):
+      _run("to_gray(0.5, per_element=True)", stack[0], training=True)
+
   def test_default_probability_is_two_thirds(self):
     fn = ppr.get_preprocess_fn("to_gray", training=True)
     image = tf.constant(_float(_rgb(2, 2)))

@@ -5,6 +5,7 @@ import pytest
 
 import fake_data
 from tiny_tasks import PixelTask
+from datasets import low_data
 from evaluation import feature_cache
 from evaluation import linear_eval
 from evaluation import trunks
@@ -40,11 +41,23 @@ def test_entry_records_what_was_fitted(dataset):
   assert entry["protocol"] == "linear_lbfgs"
   assert entry["trunk"] == "pixels" and entry["layer"] == "pixels"
   assert entry["train_split"] == "train+val" and entry["eval_split"] == "test"
+  assert entry["selected_on"] == "val"
   assert entry["fraction"] == 1.0
   hyper = entry["hyperparameters"]
   assert hyper["l2"] in (1e-1, 1e-3) and hyper["l2_grid"] == [1e-1, 1e-3]
   assert set(hyper["val_top1_by_l2"]) == {"0.1", "0.001"}
-  assert hyper["train_examples"] == 120
+  assert hyper["standardize"] is True
+  # The refit saw every label of train and val.
+  assert hyper["train_examples"] == 120 + 30
+
+
+def test_table1_protocol_fits_train_and_scores_val(dataset):
+  entry = linear_eval.evaluate(_trunk(), dataset, eval_split="val",
+                               refit_on_train_and_val=False, **SETTINGS)[0]
+  assert (entry["train_split"], entry["selected_on"], entry["eval_split"]) == (
+      "train", "val", "val")
+  assert entry["hyperparameters"]["train_examples"] == 120
+  assert entry["top1"] == max(entry["hyperparameters"]["val_top1_by_l2"].values())
 
 
 def test_low_data_fits_a_balanced_fraction(dataset, tmp_path):
@@ -52,7 +65,15 @@ def test_low_data_fits_a_balanced_fraction(dataset, tmp_path):
   entry = linear_eval.evaluate(_trunk(), dataset, cache=cache, fraction=0.25,
                                **SETTINGS)[0]
   assert entry["fraction"] == 0.25
-  assert entry["hyperparameters"]["train_examples"] == 30
+  # The same fraction of val joins the refit: 30 of train's 120 labels plus
+  # the balanced quarter of val's 30.
+  val_labels = dataset.labels[120:150]
+  val_part = len(low_data.balanced_subset(val_labels, 0.25, 0))
+  assert 5 <= val_part <= 10
+  assert entry["hyperparameters"]["train_examples"] == 30 + val_part
+  no_refit = linear_eval.evaluate(_trunk(), dataset, cache=cache, fraction=0.25,
+                                  refit_on_train_and_val=False, **SETTINGS)[0]
+  assert no_refit["hyperparameters"]["train_examples"] == 30
   with pytest.raises(ValueError, match=r"in \(0, 1\]"):
     linear_eval.evaluate(_trunk(), dataset, fraction=2, **SETTINGS)
 

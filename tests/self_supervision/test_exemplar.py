@@ -171,3 +171,32 @@ def test_trains_on_fashion_mnist_above_chance(tmp_path):
   assert metrics["accuracy"] > 2.5 * chance, (metrics, lines)
   print(f"exemplar pretext accuracy {metrics['accuracy']:.3f} "
         f"(chance {chance:.3f}); loss per loop {losses}")
+
+
+def test_one_replica_with_groups_of_8_equals_8_replicas_of_8_images():
+  """SPEC §2: mining groups of 8 images, whatever the number of replicas."""
+  task = task_lib.get_task("exemplar", num_classes=10, pp_train=PP_TRAIN)
+  assert task.mining_group_images == 8
+  images = np.random.RandomState(1).rand(64, 4, 6, 6, 3).astype(np.float32)
+  one_replica, _ = task.compute_loss(_linear_model, {"image": tf.constant(images)},
+                                     training=True)
+  # What 8 replicas of 8 images each optimise: compute_average_loss over the
+  # global batch of 64 x 4 copies, summed across replicas.
+  per_replica = [
+      tf.nn.compute_average_loss(
+          task.compute_loss(_linear_model, {"image": tf.constant(part)},
+                            training=True)[0],
+          global_batch_size=64 * 4)
+      for part in np.split(images, 8)]
+  np.testing.assert_allclose(
+      tf.nn.compute_average_loss(one_replica).numpy(),
+      tf.add_n(per_replica).numpy(), rtol=1e-6)
+  # Mining over the whole batch is another loss (negatives from other groups).
+  whole = task_lib.get_task("exemplar", num_classes=10, pp_train=PP_TRAIN,
+                            mining_group_images=None)
+  whole_loss, _ = whole.compute_loss(_linear_model, {"image": tf.constant(images)},
+                                     training=True)
+  assert abs(float(tf.reduce_mean(whole_loss)) -
+             float(tf.reduce_mean(one_replica))) > 1e-4
+  with pytest.raises(ValueError, match="mining_group_images"):
+    task_lib.get_task("exemplar", num_classes=10, mining_group_images=1)

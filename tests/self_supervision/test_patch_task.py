@@ -145,3 +145,22 @@ def test_bad_configuration_errors():
     patch_task.PatchHead(8, dropout=1.0)
   with pytest.raises(ValueError, match=r"\[batch, 9, h, w, 3\]"):
     patch_task.fold_patches(tf.zeros([2, 8, 8, 3]))
+
+
+def _gray_patches(pipeline, seed):
+  """Which of the 9 training patches of one colour image came out gray."""
+  image = np.random.RandomState(3).randint(0, 256, [300, 300, 3]).astype(np.uint8)
+  fn = preprocess_registry.get_preprocess_fn(pipeline, training=True)
+  patches = fn({"image": image, "_rng": tf.constant([seed, 5], tf.int64)})["image"]
+  return [bool(np.ptp(p, axis=-1).max() < 1e-5) for p in patches.numpy()]
+
+
+def test_training_grayscale_is_per_patch_by_default_per_image_as_an_option():
+  per_patch = [_gray_patches(patch_task.DEFAULT_PP_TRAIN, s) for s in range(8)]
+  per_image = [_gray_patches(patch_task.PP_TRAIN_GRAY_PER_IMAGE, s)
+               for s in range(8)]
+  # Per image: all 9 patches or none, and both happen.
+  assert all(len(set(g)) == 1 for g in per_image)
+  assert {g[0] for g in per_image} == {True, False}
+  # Per patch: images whose patches disagree.
+  assert sum(len(set(g)) == 2 for g in per_patch) >= 4
