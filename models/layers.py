@@ -8,6 +8,7 @@ that gives every trunk the same calling convention and build behaviour.
 """
 import collections
 
+import gin
 import keras
 import tensorflow as tf
 
@@ -42,20 +43,31 @@ def weight_decay_regularizer(weight_decay):
   return keras.regularizers.L2(weight_decay / 2.0)
 
 
-def conv_initializer():
-  """He initialisation: truncated normal, variance 2 / fan_in.
+CONV_INITIALIZERS = ('glorot_uniform', 'he')
 
-  fan_in keeps the forward activation variance constant through ReLU layers,
-  which matters for the randomly initialised baseline (the "Rnd" column) whose
-  features are evaluated without any training. No fixed seed: callers seed
-  through `keras.utils.set_random_seed`.
+
+@gin.configurable
+def conv_initializer(kind='glorot_uniform'):
+  """The convolution kernels' initialiser (gin: `conv_initializer.kind`).
+
+  'glorot_uniform' (default, SPEC §1): the `tf.layers` default the reference
+  code used; it decides the random-init ("Rnd") column, whose features depend
+  on how strongly the residual branches start. 'he': truncated normal with
+  variance 2 / fan_in, which keeps the forward activation variance constant
+  through ReLU layers. No fixed seed: callers seed through
+  `keras.utils.set_random_seed`.
   """
-  return keras.initializers.VarianceScaling(
-      scale=2.0, mode='fan_in', distribution='truncated_normal')
+  if kind == 'glorot_uniform':
+    return keras.initializers.GlorotUniform()
+  if kind == 'he':
+    return keras.initializers.VarianceScaling(
+        scale=2.0, mode='fan_in', distribution='truncated_normal')
+  raise ValueError(f'Unknown conv_initializer.kind {kind!r}; use one of '
+                   f'{", ".join(CONV_INITIALIZERS)}.')
 
 
 def conv2d(filters, kernel_size, name, strides=1, padding='valid', weight_decay=0.0):
-  """A bias-free convolution with He initialisation and optional weight decay.
+  """A bias-free convolution (`conv_initializer`) with optional weight decay.
 
   Args:
     filters: output channels.

@@ -51,7 +51,7 @@ def test_every_protocol_on_fashion_mnist_through_the_cli(tmp_path):
   entries = _entries(workdir)
   lbfgs = entries[("linear_lbfgs", "trained@0", 1.0)]
   assert lbfgs["train_split"] == "train+val" and lbfgs["eval_split"] == "test"
-  assert lbfgs["hyperparameters"]["train_examples"] == 55_000
+  assert lbfgs["hyperparameters"]["train_examples"] == 60_000  # the refit: train + val
   assert 70 < lbfgs["top1"] < 95
   for protocol in ("linear_sgd_features", "mlp_sgd_features"):
     e = entries[(protocol, "trained@0", 1.0)]
@@ -66,7 +66,7 @@ def test_every_protocol_on_fashion_mnist_through_the_cli(tmp_path):
   out = _evaluate(workdir, "--protocol=linear_lbfgs", "--fraction=0.1")
   assert "extracting" not in out and "read from" in out
   low = _entries(workdir)[("linear_lbfgs", "trained@0", 0.1)]
-  assert low["hyperparameters"]["train_examples"] == 5_500
+  assert low["hyperparameters"]["train_examples"] == 6_000  # 10% of train and of val
   assert 50 < low["top1"] < lbfgs["top1"] + 1
 
   # Image protocols (augmented, frozen trunk) on 2% of the labels.

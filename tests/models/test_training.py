@@ -135,12 +135,23 @@ def test_initialisation_is_seedable():
   assert not np.array_equal(first[0], third[0])
 
 
-def test_conv_kernels_are_he_initialised():
+def test_conv_kernels_are_glorot_uniform_by_default_he_as_an_option():
   keras.utils.set_random_seed(0)
   model = models.get_model('resnet50_v2', width=1)
-  kernel = model.block3.unit2.conv2.kernel.numpy()  # 3x3x64x64: fan_in 576
+  kernel = model.block3.unit2.conv2.kernel.numpy()  # 3x3x64x64: fan_in = fan_out = 576
   assert kernel.shape == (3, 3, 64, 64)
-  np.testing.assert_allclose(kernel.std(), np.sqrt(2.0 / 576), rtol=0.05)
+  limit = np.sqrt(6.0 / (576 + 576))
+  assert np.abs(kernel).max() <= limit
+  np.testing.assert_allclose(kernel.std(), limit / np.sqrt(3.0), rtol=0.05)
+  try:
+    gin.parse_config("conv_initializer.kind = 'he'")
+    keras.utils.set_random_seed(0)
+    he = models.get_model('resnet50_v2', width=1).block3.unit2.conv2.kernel.numpy()
+  finally:
+    gin.clear_config()
+  np.testing.assert_allclose(he.std(), np.sqrt(2.0 / 576), rtol=0.05)
+  with pytest.raises(ValueError, match="glorot_uniform, he"):
+    models.layers.conv_initializer('xavier')
 
 
 def test_gin_configures_get_model():
