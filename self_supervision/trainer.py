@@ -7,7 +7,8 @@ schedule in epochs of `train_split`, the optimizer, the input pipeline, and
 the pretext evaluation on `eval_split`.
 
 Resume order (see `Trainer.restore`): the workdir's latest checkpoint wins; only
-a fresh workdir starts from initialisation (or from `init_checkpoint`).
+a fresh workdir starts from initialisation (or from `init_checkpoint`: a
+checkpoint prefix, or another run's workdir, meaning its newest checkpoint).
 """
 import os
 from typing import Callable, Dict, Optional, Sequence
@@ -104,9 +105,10 @@ class Trainer:
     if latest:
       self.log(f"Resumed from {latest} (step {self.step}).")
     elif self.init_checkpoint:
-      checkpoints_lib.restore(self.init_checkpoint, partial=True,
-                              must_match=False, model=self.model)
-      self.log(f"Initialised the model from {self.init_checkpoint}.")
+      prefix = checkpoints_lib.resolve(self.init_checkpoint)
+      checkpoints_lib.restore(prefix, partial=True, must_match=False,
+                              model=self.model)
+      self.log(f"Initialised the model from {prefix}.")
     return self.step
 
   @property

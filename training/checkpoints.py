@@ -49,6 +49,28 @@ def latest(ckpt_dir: str) -> Optional[str]:
   return tf.train.latest_checkpoint(ckpt_dir)
 
 
+def resolve(path: str) -> str:
+  """A checkpoint prefix from a prefix, a checkpoint directory or a run's workdir.
+
+  A directory means its newest checkpoint (a workdir's `checkpoints/` first),
+  so a config can name another run without knowing its last step.
+  """
+  if os.path.isdir(path):
+    for ckpt_dir in (directory(path), path):
+      prefix = latest(ckpt_dir) if os.path.isdir(ckpt_dir) else None
+      if prefix:
+        return prefix
+    raise FileNotFoundError(
+        f"No checkpoint in {path} (nor in {directory(path)}): train that run "
+        f"first, or name a checkpoint prefix .../{PREFIX}-<step>.")
+  if not tf.io.gfile.exists(path + ".index"):
+    raise FileNotFoundError(
+        f"{path} is neither a directory nor a checkpoint prefix (no "
+        f"{path}.index): name a run's workdir, its checkpoints/ or a prefix "
+        f".../{PREFIX}-<step>.")
+  return path
+
+
 def restore(prefix: str, *, partial: bool = False, must_match: bool = True,
             **objects) -> None:
   """Restores `objects` (e.g. model=..., optimizer=...) from `prefix`.

@@ -87,3 +87,29 @@ def test_two_replicas_train_and_evaluate(tmp_path):
   assert 0.0 <= metrics["accuracy"] <= 1.0
   # 8 val images x 4 rotations were all counted.
   assert int(trainer.eval_metrics["accuracy"].count.numpy()) == 32
+
+
+def test_init_from_another_runs_workdir_then_resume_wins(tmp_path):
+  source = _trainer(tmp_path / "source")
+  assert source.train() == 10
+  weights = [v.numpy() for v in source.model.trainable_variables]
+
+  # 0 epochs from the other run's workdir (the fig8 runs): its newest
+  # checkpoint, the model only; the new run counts from step 0.
+  init = _trainer(tmp_path / "eval", epochs=0,
+                  init_checkpoint=str(tmp_path / "source"))
+  assert init.train() == 0
+  for a, b in zip(weights, init.model.trainable_variables):
+    np.testing.assert_array_equal(a, b.numpy())
+  assert os.path.basename(init.manager.latest_checkpoint) == "ckpt-0"
+
+  # Once the run has its own checkpoint, that one wins over init_checkpoint.
+  with gin.unlock_config():
+    gin.bind_parameter("scaled_learning_rate.base_lr", 0.1)
+  again = _trainer(tmp_path / "eval", epochs=1,
+                   init_checkpoint=str(tmp_path / "missing"))
+  assert again.restore() == 0
+
+  with pytest.raises(FileNotFoundError, match="train that run first"):
+    _trainer(tmp_path / "fresh", init_checkpoint=str(tmp_path / "eval" / "summaries")
+             ).train()

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Runs a grid of the study: Table 1 (or a row or column of it), Table 2, the
+# width and architecture sweeps, a figure's runs, the Fashion-MNIST configs.
+#
+#   scripts/sweep.sh <grid> [--root DIR] [--match REGEX] [--dry-run]
+#                    [--emit lines|slurm] [-- extra train_and_eval.py flags]
+#
+#   scripts/sweep.sh table1:rotation --root /runs --dry-run      # what would run
+#   scripts/sweep.sh table1 --root /runs -- --data_dir=/data/tfds
+#   scripts/sweep.sh table1:resnet50_v1 --root /runs --emit lines | parallel -j4
+#   scripts/sweep.sh table1 --root /runs --emit slurm && sbatch /runs/sweep-table1.sbatch
+#
+# Grids: `python scripts/study_grid.py grids` lists them (table1,
+# table1:<task>, table1:<trunk>, table2, widths, architectures, fig3, fig5,
+# fig6, fig7, fig8, fashion_mnist). Each run has its own workdir under the
+# root, named like the run (table1/rotation/revnet50_k16).
+#
+# Locally, runs go one after another: a run whose results.json already holds
+# everything it asks for is skipped, an interrupted one resumes (train_and_eval.py
+# continues from its workdir), a failing one is logged (<workdir>/sweep.log)
+# and the sweep goes on; the end prints done / failed / skipped, and the exit
+# status is 1 if any run failed.
+#
+# --emit lines prints one shell command per workdir still to do (runs that share
+# a workdir, e.g. Table 2 on top of its Table 1 cell, are joined with &&), for any
+# queue. --emit slurm writes <root>/sweep-<grid>.sbatch: an array job, one task
+# per workdir, its log in <root>/slurm-logs/. Run table1 before the grids that
+# evaluate its cells (table2, fig3, fig5, fig7, fig8) on a cluster, or after:
+# never at the same time on the same workdirs.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(dirname "$HERE")"
+
+usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+
+GRID="" RUN_ROOT="$REPO/workdirs" MATCH="" DRY=0 EMIT=""
+EXTRA=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --root) RUN_ROOT="$2"; shift 2 ;;
+    --root=*) RUN_ROOT="${1#*=}"; shift ;;
+    --match) MATCH="$2"; shift 2 ;;
+    --match=*) MATCH="${1#*=}"; shift ;;
+    --dry-run) DRY=1; shift ;;
+    --emit) EMIT="$2"; shift 2 ;;
+    --emit=*) EMIT="${1#*=}"; shift ;;
+    -h|--help) usage 0 ;;
+    --) shift; EXTRA=("$@"); break ;;
+    -*) echo "sweep.sh: unknown option $1" >&2; usage ;;
+    *) if [ -n "$GRID" ]; then echo "sweep.sh: one grid at a time ($GRID, $1)" >&2; usage; fi
+       GRID="$1"; shift ;;
+  esac
+done
+[ -n "$GRID" ] || { echo "sweep.sh: name a grid, e.g. table1:rotation" >&2; usage; }
+case "$EMIT" in ""|lines|slurm) ;; *) echo "sweep.sh: --emit lines or --emit slurm, not '$EMIT'" >&2; exit 2 ;; esac
+mkdir -p "$RUN_ROOT"
+RUN_ROOT="$(cd "$RUN_ROOT" && pwd)"
+
+# Planning needs only the standard library; running needs the project's env.
+if [ "$DRY" = 1 ] || [ -n "$EMIT" ]; then
+  PY="${PYTHON:-$( [ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || command -v python3 )}"
+else
+  source "$REPO/scripts/setup_env.sh"
+fi
+EXTRA_Q=""
+for a in ${EXTRA[@]+"${EXTRA[@]}"}; do EXTRA_Q+=" $(printf '%q' "$a")"; done
+
+PLAN="$("$PY" "$HERE/study_grid.py" plan "$GRID" --root "$RUN_ROOT" --python "$PY")"
+STATES=() NAMES=() WORKDIRS=() COMMANDS=()
+while IFS=$'\t' read -r state name workdir command; do
+  [ -n "$name" ] || continue
+  if [ -n "$MATCH" ] && ! [[ "$name" =~ $MATCH ]]; then continue; fi
+  STATES+=("$state"); NAMES+=("$name"); WORKDIRS+=("$workdir"); COMMANDS+=("$command$EXTRA_Q")
+done <<< "$PLAN"
+N=${#NAMES[@]}
+[ "$N" -gt 0 ] || { echo "sweep.sh: no run of $GRID matches '$MATCH'" >&2; exit 2; }
+
+if [ "$DRY" = 1 ]; then
+  n_done=0
+  for i in "${!NAMES[@]}"; do
+    printf '%-8s %s\n         %s\n' "${STATES[$i]}" "${NAMES[$i]}" "${COMMANDS[$i]}"
+    [ "${STATES[$i]}" = done ] && n_done=$((n_done + 1))
+  done
+  echo "[sweep] $GRID: $N runs, $n_done done, $((N - n_done)) to run (dry run: nothing started)."
+  exit 0
+fi
+
+if [ -n "$EMIT" ]; then
+  # One job per workdir, its runs in grid order.
+  JOB_DIRS=() JOB_CMDS=() JOB_NAMES=()
+  for i in "${!NAMES[@]}"; do
+    [ "${STATES[$i]}" = done ] && continue
+    found=-1
+    for j in "${!JOB_DIRS[@]}"; do
+      [ "${JOB_DIRS[$j]}" = "${WORKDIRS[$i]}" ] && found=$j
+    done
+    if [ "$found" -ge 0 ]; then
+      JOB_CMDS[$found]+=" && ${COMMANDS[$i]}"; JOB_NAMES[$found]+=" ${NAMES[$i]}"
+    else
+      JOB_DIRS+=("${WORKDIRS[$i]}"); JOB_CMDS+=("${COMMANDS[$i]}"); JOB_NAMES+=("${NAMES[$i]}")
+    fi
+  done
+  echo "[sweep] $GRID: ${#JOB_DIRS[@]} workdirs to run, $((N - ${#JOB_DIRS[@]})) runs done or joined." >&2
+  if [ "$EMIT" = lines ]; then
+    for cmd in ${JOB_CMDS[@]+"${JOB_CMDS[@]}"}; do echo "$cmd"; done
+    exit 0
+  fi
+  [ "${#JOB_DIRS[@]}" -gt 0 ] || { echo "[sweep] nothing to submit." >&2; exit 0; }
+  SAFE="${GRID//[^A-Za-z0-9_.-]/_}"
+  SCRIPT="$RUN_ROOT/sweep-$SAFE.sbatch"
+  mkdir -p "$RUN_ROOT/slurm-logs"
+  {
+    echo "#!/usr/bin/env bash"
+    echo "# Sweep $GRID: one array task per workdir (scripts/sweep.sh --emit slurm)."
+    echo "# Add your cluster's resources, e.g. #SBATCH --gres=gpu:8 --time=3-00:00:00"
+    echo "#SBATCH --job-name=ssl-$SAFE"
+    echo "#SBATCH --array=0-$(( ${#JOB_DIRS[@]} - 1 ))"
+    echo "#SBATCH --output=$RUN_ROOT/slurm-logs/$SAFE-%a.log"
+    echo "set -euo pipefail"
+    echo "cd $(printf '%q' "$REPO")"
+    echo "WORKDIRS=("
+    for j in "${!JOB_DIRS[@]}"; do echo "  $(printf '%q' "${JOB_DIRS[$j]}")  # $j:${JOB_NAMES[$j]}"; done
+    echo ")"
+    echo "COMMANDS=("
+    for cmd in "${JOB_CMDS[@]}"; do echo "  $(printf '%q' "$cmd")"; done
+    echo ")"
+    echo 'i=${SLURM_ARRAY_TASK_ID:?run me with sbatch (an array job)}'
+    echo 'mkdir -p "${WORKDIRS[$i]}"'
+    echo 'echo "[sweep] task $i: ${WORKDIRS[$i]}"'
+    echo 'bash -c "${COMMANDS[$i]}" 2>&1 | tee -a "${WORKDIRS[$i]}/sweep.log"'
+  } > "$SCRIPT"
+  chmod +x "$SCRIPT"
+  echo "[sweep] wrote $SCRIPT (${#JOB_DIRS[@]} array tasks); submit: sbatch $SCRIPT" >&2
+  echo "$SCRIPT"
+  exit 0
+fi
+
+# Local: one after another.
+DONE=() FAILED=() SKIPPED=()
+for i in "${!NAMES[@]}"; do
+  name="${NAMES[$i]}" workdir="${WORKDIRS[$i]}"
+  if [ "${STATES[$i]}" = done ]; then
+    echo "[sweep] $((i + 1))/$N $name: done, skipped."
+    SKIPPED+=("$name"); continue
+  fi
+  what=$([ "${STATES[$i]}" = partial ] && echo "resuming" || echo "starting")
+  echo "[sweep] $((i + 1))/$N $name: $what in $workdir"
+  mkdir -p "$workdir"
+  set +e
+  bash -c "${COMMANDS[$i]}" 2>&1 | tee -a "$workdir/sweep.log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  if [ "$rc" -eq 0 ]; then
+    DONE+=("$name")
+  else
+    echo "[sweep] $name FAILED (exit $rc); log: $workdir/sweep.log"
+    FAILED+=("$name")
+  fi
+done
+echo "[sweep] $GRID: ${#DONE[@]} done, ${#FAILED[@]} failed, ${#SKIPPED[@]} skipped (already done)."
+for name in ${FAILED[@]+"${FAILED[@]}"}; do echo "[sweep]   failed: $name"; done
+[ "${#FAILED[@]}" -eq 0 ]

@@ -1,0 +1,155 @@
+"""The study's grid: 72 Table 1 cells whose configs the generator reproduces,
+and every ImageNet config checked against SPEC's numbers."""
+import glob
+import importlib.util
+import inspect
+import os
+
+import gin
+import pytest
+
+import train_and_eval
+from models import registry as models_registry
+from self_supervision import patch_task
+from self_supervision import task as task_lib
+from self_supervision import trainer as trainer_lib
+from training import config as config_lib
+from training import schedule
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location(
+    "study_grid", os.path.join(ROOT, "scripts", "study_grid.py"))
+study_grid = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(study_grid)
+
+IMAGENET_CONFIGS = sorted(
+    os.path.relpath(p, ROOT)
+    for p in glob.glob(os.path.join(ROOT, "configs", "*", "imagenet_*.gin")))
+
+
+def test_table1_has_the_papers_72_cells():
+  cells = study_grid.table1_cells()
+  assert len(cells) == 72 == len(set(cells))
+  per_task = {t: sum(c[0] == t for c in cells) for t in study_grid.TASK_NAMES}
+  assert per_task == {"random_init": 6, "rotation": 24, "exemplar": 18,
+                      "relative_patch_location": 12, "jigsaw": 12}
+  # SPEC §8's headline cells.
+  paper = study_grid.PAPER_TABLE1
+  assert paper[("rotation", "revnet50", 16)] == 53.7
+  assert paper[("exemplar", "resnet50_v1", 12)] == 47.7
+  assert paper[("relative_patch_location", "resnet50_v1", 8)] == 50.5
+  assert paper[("jigsaw", "resnet50_v1", 8)] == 45.4
+  assert paper[("random_init", "revnet50", 4)] == 8.1
+  assert paper[("jigsaw", "vgg19_bn", 8)] == 21.1
+  assert len(paper) == 72
+
+
+def test_the_generator_reproduces_every_committed_table1_config():
+  assert study_grid.check() == []
+  assert len([p for p in IMAGENET_CONFIGS if "supervised" not in p]) == 72
+
+
+def test_check_names_a_changed_cell(tmp_path):
+  study_grid.write(str(tmp_path))
+  path = tmp_path / "configs" / "rotation" / "imagenet_revnet50_k16.gin"
+  path.write_text(path.read_text().replace("width = 16", "width = 15"))
+  (tmp_path / "configs" / "rotation" / "imagenet_alexnet_k1.gin").write_text("")
+  assert study_grid.check(str(tmp_path)) == [
+      "differs from the generator: configs/rotation/imagenet_revnet50_k16.gin",
+      "not a Table 1 cell: configs/rotation/imagenet_alexnet_k1.gin"]
+  assert study_grid.write(str(tmp_path)) == ["configs/rotation/imagenet_revnet50_k16.gin"]
+
+
+def _setting(fn, configurable, name):
+  """What a run will use: the gin binding, else the function's default."""
+  bindings = gin.get_bindings(configurable)
+  if name in bindings:
+    return bindings[name]
+  return inspect.signature(fn).parameters[name].default
+
+
+# SPEC §4: images per global batch (before copies) and the schedule, per task.
+BATCH = {"rotation": 64, "exemplar": 64, "jigsaw": 128,
+         "relative_patch_location": 128, "supervised": 256, "random_init": 64}
+
+
+@pytest.mark.parametrize("path", IMAGENET_CONFIGS)
+def test_every_imagenet_config_is_what_spec_says(path, clean_gin):
+  del clean_gin
+  config_lib.parse([os.path.join(ROOT, path)])
+  folder = path.split(os.sep)[1]
+  name = os.path.basename(path)[len("imagenet_"):-len(".gin")]
+  trunk, k = name.rsplit("_k", 1)
+  _, _, model, last_relu = study_grid.TRUNKS[study_grid.TRUNK_NAMES.index(trunk)]
+
+  experiment = gin.get_bindings("experiment")
+  assert experiment["dataset"] == "imagenet2012" and experiment.get("seed", 0) == 0
+  task_name = "supervised" if folder == "random_init" else folder
+  assert experiment["task"] == task_name
+  # The trunk (SPEC §1): the file name says which, weight decay 1e-4.
+  get_model = models_registry.get_model
+  assert _setting(get_model, "get_model", "name") == model
+  assert _setting(get_model, "get_model", "width") == int(k)
+  assert _setting(get_model, "get_model", "last_relu") is last_relu
+  assert _setting(get_model, "get_model", "weight_decay") == 1e-4
+  assert _setting(get_model, "get_model", "representation_size") is None
+
+  # Training (SPEC §4; supervised and Rnd: §2).
+  train = lambda n: _setting(trainer_lib.Trainer.__init__, "train", n)  # noqa: E731
+  assert train("batch_size") == BATCH[folder]
+  assert train("optimizer") == "sgd" and train("momentum") == 0.9
+  assert _setting(schedule.scaled_learning_rate, "scaled_learning_rate",
+                  "base_lr") == 0.1
+  assert schedule.scaled_learning_rate(256) == pytest.approx(0.1)
+  assert train("train_split") == "train" and train("eval_split") == "val"
+  epochs, decays = {"supervised": (90, [30, 60, 80]),
+                    "random_init": (0, [15, 25])}.get(folder, (35, [15, 25]))
+  assert train("epochs") == epochs and list(train("decay_epochs")) == decays
+  assert train("warmup_epochs") == 5 and train("decay_factor") == 0.1
+  assert train("steps_per_loop") == 500 and train("checkpoint_secs") == 600
+  assert train("keep_checkpoint_every_hours") == 4
+
+  # The Table 1 protocol (SPEC §5): L-BFGS on pre_logits, train -> val.
+  linear = lambda n: gin.get_bindings("linear_eval")[n]  # noqa: E731
+  assert linear("layers") == ["pre_logits"]
+  assert (linear("train_split"), linear("val_split"), linear("eval_split"),
+          linear("refit_on_train_and_val")) == ("train", "val", "val", False)
+  assert inspect.signature(train_and_eval.experiment_settings).parameters[
+      "protocols"].default == ("linear_lbfgs",)
+  assert "protocols" not in experiment
+
+  # The task's own reference settings (SPEC §2).
+  task = task_lib.get_task(task_name, num_classes=1000)
+  pp = task.preprocess(task_lib.TRAIN)
+  if folder == "rotation":
+    assert pp == "decode|inception_preprocess(224)|rotate"
+  elif folder == "exemplar":
+    assert pp == "decode|to_gray(2/3)|inception_patches(8, 224)|standardize"
+    assert (task.embedding_size, task.margin, task.mining_group_images) == (1000, 0.5, 8)
+    assert task.normalization == "per_example"
+  elif folder in ("jigsaw", "relative_patch_location"):
+    assert pp == patch_task.DEFAULT_PP_TRAIN and "per_element=True" in pp
+    assert (task.embedding_size, task.head_hidden, task.head_dropout,
+            task.head_weight_decay) == (1000, 4096, 0.5, 5e-4)
+    assert task.preprocess(task_lib.REPRESENTATION) == (
+        "decode|resize_small(224)|central_crop(192)|crop_patches(3, patch_size=64)"
+        "|standardize")
+    if folder == "jigsaw":
+      assert (task.num_pretext_classes, len(task.permutations),
+              task.permutations_per_batch) == (100, 100, 8)
+  else:
+    assert task.preprocess(task_lib.REPRESENTATION) == (
+        "decode|resize_small(256)|central_crop(224)|value_range(-1, 1)")
+
+
+def test_table2_adds_the_sgd_protocol_on_trainval_to_test(clean_gin):
+  del clean_gin
+  config_lib.parse([os.path.join(ROOT, "configs/rotation/imagenet_revnet50_k16.gin"),
+                    os.path.join(ROOT, "configs/common/linear_eval_table2.gin")])
+  assert gin.get_bindings("experiment")["protocols"] == ["linear_lbfgs", "linear_sgd"]
+  sgd = gin.get_bindings("sgd_eval")
+  assert (sgd["train_split"], sgd["eval_split"], sgd["batch_size"], sgd["base_lr"],
+          sgd["first_decay_epochs"], sgd["second_decay_after"],
+          sgd["tail_epochs"]) == ("trainval", "test", 2048, 0.1, 30, 20, 40)
+  # The Table 1 entry of the same run stays the Table 1 protocol.
+  assert gin.get_bindings("linear_eval")["eval_split"] == "val"

@@ -1,0 +1,171 @@
+"""scripts/sweep.sh: dry runs, emitted commands and SLURM arrays for the study's
+grids, and skip / resume / go-on-after-a-failure on real Fashion-MNIST runs."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SWEEP = os.path.join(ROOT, "scripts", "sweep.sh")
+
+
+def _sweep(*args, check=True, timeout=120):
+  env = dict(os.environ, PYTHON=sys.executable)
+  proc = subprocess.run(["bash", SWEEP, *args], capture_output=True, text=True,
+                        cwd="/", env=env, timeout=timeout)
+  if check:
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return proc
+
+
+def _finish(workdir, evaluations, steps=100, total_steps=100):
+  """A results.json as a run leaves it (finished when steps == total_steps)."""
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump({"run": {"steps": steps, "total_steps": total_steps}, "pretext": {},
+               "evaluations": [dict(e, trunk=f"trained@{steps}") for e in evaluations]},
+              f)
+
+
+TABLE1_ENTRY = dict(protocol="linear_lbfgs", layer="pre_logits", fraction=1.0,
+                    eval_split="val", train_split="train")
+
+
+def test_dry_run_lists_every_table1_cell(tmp_path):
+  out = _sweep("table1", "--root", str(tmp_path), "--dry-run").stdout
+  lines = out.splitlines()
+  assert lines[-1] == ("[sweep] table1: 72 runs, 0 done, 72 to run (dry run: "
+                       "nothing started).")
+  names = [l.split()[1] for l in lines[:-1:2]]
+  assert len(names) == 72 == len(set(names))
+  assert names[0] == "table1/random_init/revnet50_k4"
+  assert "table1/rotation/revnet50_minus_k16" in names
+  command = lines[names.index("table1/jigsaw/vgg19_bn_k8") * 2 + 1].strip()
+  assert command.endswith(
+      f"train_and_eval.py --config={ROOT}/configs/jigsaw/imagenet_vgg19_bn_k8.gin "
+      f"--workdir={tmp_path}/table1/jigsaw/vgg19_bn_k8")
+  assert not os.listdir(tmp_path)  # a dry run starts nothing
+
+
+def test_a_row_a_column_and_match_select_runs(tmp_path):
+  row = _sweep("table1:resnet50_v1", "--root", str(tmp_path), "--dry-run").stdout
+  assert row.splitlines()[-1].startswith("[sweep] table1:resnet50_v1: 12 runs")
+  column = _sweep("table1:exemplar", "--root", str(tmp_path), "--dry-run",
+                  "--match", "revnet50_minus").stdout
+  assert [l.split()[1] for l in column.splitlines()[:-1:2]] == [
+      "table1/exemplar/revnet50_minus_k4", "table1/exemplar/revnet50_minus_k8",
+      "table1/exemplar/revnet50_minus_k12"]
+
+
+def test_unknown_grids_and_options_are_named(tmp_path):
+  proc = _sweep("table3", "--root", str(tmp_path), "--dry-run", check=False)
+  assert proc.returncode != 0
+  assert "Unknown grid 'table3'; known grids: table1, table1:random_init" in proc.stderr
+  proc = _sweep("table1", "--emit", "csv", check=False)
+  assert proc.returncode == 2 and "--emit lines or --emit slurm" in proc.stderr
+  proc = _sweep("table1", "--frobnicate", check=False)
+  assert proc.returncode == 2 and "unknown option --frobnicate" in proc.stderr
+
+
+def test_done_runs_are_skipped_and_a_partial_run_is_resumed(tmp_path):
+  root = tmp_path / "runs"
+  _finish(str(root / "table1/rotation/revnet50_k4"), [TABLE1_ENTRY])
+  # Trained but its evaluation is missing: it must run again (and resume).
+  _finish(str(root / "table1/rotation/revnet50_k8"), [])
+  # Stopped half way (its entry is the half-trained trunk's).
+  _finish(str(root / "table1/rotation/revnet50_k12"), [TABLE1_ENTRY], steps=50)
+  out = _sweep("table1:revnet50", "--root", str(root), "--dry-run",
+               "--match", "rotation").stdout
+  states = dict(reversed(l.split()[:2]) for l in out.splitlines()[:-1:2])
+  assert states == {"table1/rotation/revnet50_k4": "done",
+                    "table1/rotation/revnet50_k8": "partial",
+                    "table1/rotation/revnet50_k12": "partial",
+                    "table1/rotation/revnet50_k16": "new"}
+  lines = _sweep("table1:revnet50", "--root", str(root), "--emit", "lines",
+                 "--match", "rotation").stdout.splitlines()
+  assert len(lines) == 3 and not any("revnet50_k4.gin" in l for l in lines)
+
+
+def test_table2_on_a_finished_cell_still_needs_its_sgd_entry(tmp_path):
+  _finish(str(tmp_path / "table1/rotation/revnet50_k16"), [TABLE1_ENTRY])
+  out = _sweep("table2", "--root", str(tmp_path), "--dry-run").stdout
+  first = out.splitlines()[0].split()
+  assert first == ["partial", "table2/rotation/revnet50_k16"]
+  assert "configs/common/linear_eval_table2.gin" in out.splitlines()[1]
+  _finish(str(tmp_path / "table1/rotation/revnet50_k16"), [
+      TABLE1_ENTRY, dict(TABLE1_ENTRY, protocol="linear_sgd", eval_split="test",
+                         train_split="trainval")])
+  out = _sweep("table2", "--root", str(tmp_path), "--dry-run").stdout
+  assert out.splitlines()[0].split() == ["done", "table2/rotation/revnet50_k16"]
+
+
+def test_emitted_slurm_array_has_one_task_per_workdir(tmp_path):
+  proc = _sweep("fig7", "--root", str(tmp_path), "--emit", "slurm")
+  script = proc.stdout.strip()
+  assert script == str(tmp_path / "sweep-fig7.sbatch")
+  assert subprocess.run(["bash", "-n", script]).returncode == 0
+  text = open(script).read()
+  # 22 runs (two fractions per cell) share 11 Table 1 workdirs: a task each,
+  # so two runs never write one workdir at the same time.
+  assert "#SBATCH --array=0-10\n" in text
+  assert f"#SBATCH --output={tmp_path}/slurm-logs/fig7-%a.log" in text
+  workdirs = re.findall(rf"^  ({re.escape(str(tmp_path))}/\S+)  # \d+:", text, re.M)
+  assert len(workdirs) == 11 == len(set(workdirs))
+  assert workdirs[0] == f"{tmp_path}/table1/rotation/revnet50_k4"
+  # Running task 3 runs its two commands in its own workdir (python stubbed).
+  fake = tmp_path / "bin"
+  fake.mkdir()
+  log = tmp_path / "calls.txt"
+  (fake / "python").write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+  os.chmod(fake / "python", 0o755)
+  text = text.replace(sys.executable, str(fake / "python"))
+  stub = tmp_path / "stub.sbatch"
+  stub.write_text(text)
+  env = dict(os.environ, SLURM_ARRAY_TASK_ID="3")
+  assert subprocess.run(["bash", str(stub)], env=env, capture_output=True).returncode == 0
+  calls = log.read_text().splitlines()
+  assert len(calls) == 2
+  assert all(f"--workdir={tmp_path}/table1/rotation/revnet50_k16" in c for c in calls)
+  assert "linear_eval.fraction = 0.1" in calls[0]
+  assert "linear_eval.fraction = 0.05" in calls[1]
+  assert os.path.exists(tmp_path / "table1/rotation/revnet50_k16/sweep.log")
+
+
+@pytest.mark.slow
+def test_a_real_sweep_skips_resumes_and_goes_on_after_a_failure(tmp_path):
+  root = tmp_path / "runs"
+  extra = ["--", "--gin_bindings=train.epochs = 0",
+           "--gin_bindings=experiment.evaluate_random_init = False",
+           "--gin_bindings=linear_eval.l2_grid = [1e-3]",
+           "--gin_bindings=linear_eval.max_iter = 60"]
+  grid = ["fashion_mnist", "--root", str(root), "--match", "random_init|supervised"]
+  # A corrupt results.json makes the supervised run fail; the sweep goes on.
+  broken = root / "fashion_mnist" / "supervised"
+  broken.mkdir(parents=True)
+  (broken / "results.json").write_text("{not json")
+  proc = _sweep(*grid, *extra, check=False, timeout=1800)
+  assert proc.returncode == 1, proc.stdout[-3000:]
+  out = proc.stdout
+  assert "[sweep] 1/2 fashion_mnist/random_init: starting" in out
+  assert "[sweep] 2/2 fashion_mnist/supervised: resuming" in out
+  assert "[sweep] fashion_mnist/supervised FAILED (exit 1)" in out
+  assert out.splitlines()[-2:] == [
+      "[sweep] fashion_mnist: 1 done, 1 failed, 0 skipped (already done).",
+      "[sweep]   failed: fashion_mnist/supervised"]
+  assert "Traceback" in (broken / "sweep.log").read_text()
+  with open(root / "fashion_mnist" / "random_init" / "results.json") as f:
+    entries = json.load(f)["evaluations"]
+  assert [(e["protocol"], e["trunk"], e["eval_split"]) for e in entries] == [
+      ("linear_lbfgs", "trained@0", "test")]
+
+  (broken / "results.json").unlink()
+  out = _sweep(*grid, *extra, timeout=1800).stdout
+  assert "[sweep] 1/2 fashion_mnist/random_init: done, skipped." in out
+  assert out.splitlines()[-1] == (
+      "[sweep] fashion_mnist: 1 done, 0 failed, 1 skipped (already done).")
+  out = _sweep(*grid, "--dry-run").stdout
+  assert out.splitlines()[-1] == ("[sweep] fashion_mnist: 2 runs, 2 done, 0 to "
+                                  "run (dry run: nothing started).")
