@@ -4,6 +4,7 @@ r"""The study as data: every Table 1 cell, Table 2 and the figures' runs.
   python scripts/study_grid.py check            # exit 1 if a committed one differs
   python scripts/study_grid.py grids            # the grid names sweep.sh accepts
   python scripts/study_grid.py plan table1:rotation --root /runs
+  python scripts/study_grid.py cost [--tflops 100]   # compute of Table 1, 2
 
 `plan` prints one line per run, tab-separated: state (done, partial or new),
 name, workdir, and the shell command that runs it. `scripts/sweep.sh` drives
@@ -265,6 +266,66 @@ def plan(grid: str, root: str, python: str = "python") -> List[Tuple[str, str, s
   return out
 
 
+# ImageNet as the study splits it (SPEC §7).
+IMAGENET_TRAIN = 1_281_167 - 50_000
+IMAGENET_TRAINVAL = 1_281_167
+IMAGENET_TEST = 50_000
+
+
+def cell_flops(task: str, trunk: str, k: int) -> Tuple[float, float]:
+  """(training, Table 1 evaluation) FLOPs of one cell, from models/flops.py.
+
+  Training: 3 x forward (forward + backward) of every network input per image
+  (rotation 4 copies at 224, exemplar 8 crops at 224, the patch tasks 9 patches
+  of 64 px in patch mode plus their head), over SPEC §4's 35 epochs of `train`.
+  Evaluation: one forward of the representation (9 patches for the patch
+  tasks) of every `train` and `val` image; L-BFGS runs on the host.
+  """
+  sys.path.insert(0, ROOT)
+  from models import flops  # pylint: disable=g-import-not-at-top
+  model = TRUNKS[TRUNK_NAMES.index(trunk)][2]
+  full = flops.count_flops(model, k, image_size=224)
+  patch = flops.count_flops(model, k, image_size=64, patch_mode=True,
+                            num_classes=1000)
+  if task in ("jigsaw", "relative_patch_location"):
+    fc = 2 * 4096 * (9000 + 100) * 8 if task == "jigsaw" else 2 * 4096 * (2000 + 8) * 8
+    per_image, represent = 9 * patch + fc, 9 * patch
+  else:
+    copies = {"rotation": 4, "exemplar": 8, "random_init": 0}[task]
+    per_image, represent = copies * full, full
+  epochs = 0 if task == "random_init" else 35
+  return (3 * per_image * IMAGENET_TRAIN * epochs,
+          represent * (IMAGENET_TRAIN + 50_000))
+
+
+def cost_table(tflops: float) -> str:
+  """Compute per Table 1 column and trunk, and days at `tflops` sustained."""
+  days = lambda f: f / (tflops * 1e12) / 86400  # noqa: E731
+  lines = [f"Table 1 compute (EFLOP = 1e18; days at {tflops:g} TFLOP/s sustained):",
+           f"{'cell':44s} {'train EFLOP':>11s} {'eval EFLOP':>10s} {'days':>7s}"]
+  total = 0.0
+  for task, _, widths in TASKS:
+    column = 0.0
+    for k in widths:
+      for trunk in TRUNK_NAMES:
+        train, evaluate = cell_flops(task, trunk, k)
+        column += train + evaluate
+        lines.append(f"{task + '/' + trunk + '_k' + str(k):44s} {train / 1e18:11.2f} "
+                     f"{evaluate / 1e18:10.3f} {days(train + evaluate):7.2f}")
+    total += column
+    lines.append(f"{'  column ' + task:44s} {column / 1e18:22.2f} {days(column):7.1f}")
+  lines.append(f"{'Table 1 (72 cells)':44s} {total / 1e18:22.2f} {days(total):7.1f}")
+  table2 = 0.0
+  for task, trunk, k, _ in TABLE2:
+    _, evaluate = cell_flops(task, trunk, k)
+    per_image = evaluate / (IMAGENET_TRAIN + 50_000)
+    # 70 epochs of trainval through the frozen trunk, then test once.
+    table2 += per_image * (70 * IMAGENET_TRAINVAL + IMAGENET_TEST)
+  lines.append(f"{'Table 2 (4 SGD evaluations, 70 epochs)':44s} {table2 / 1e18:22.2f} "
+               f"{days(table2):7.1f}")
+  return "\n".join(lines)
+
+
 def write(root: str = ROOT) -> List[str]:
   """Writes every Table 1 cell's config; returns the paths it changed."""
   changed = []
@@ -304,6 +365,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   sub.add_parser("write", help="(re)write the Table 1 configs")
   sub.add_parser("check", help="exit 1 if a committed Table 1 config differs")
   sub.add_parser("grids", help="list the grid names")
+  c = sub.add_parser("cost", help="compute of Table 1 and Table 2")
+  c.add_argument("--tflops", type=float, default=100.0,
+                 help="sustained TFLOP/s of the machine a run gets")
   p = sub.add_parser("plan", help="state, name, workdir, command per run")
   p.add_argument("grid")
   p.add_argument("--root", required=True)
@@ -323,6 +387,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   elif args.command == "grids":
     for name, grid_runs in GRIDS.items():
       print(f"{name}\t{len(grid_runs)} runs")
+  elif args.command == "cost":
+    print(cost_table(args.tflops))
   else:
     for row in plan(args.grid, os.path.abspath(args.root), args.python):
       print("\t".join(row))

@@ -153,3 +153,20 @@ def test_table2_adds_the_sgd_protocol_on_trainval_to_test(clean_gin):
           sgd["tail_epochs"]) == ("trainval", "test", 2048, 0.1, 30, 20, 40)
   # The Table 1 entry of the same run stays the Table 1 protocol.
   assert gin.get_bindings("linear_eval")["eval_split"] == "val"
+
+
+def test_cell_compute_is_counted_from_the_flops_table():
+  from models import flops
+  train, evaluate = study_grid.cell_flops("rotation", "resnet50_v2", 4)
+  forward = flops.count_flops("resnet50_v2", 4, image_size=224)
+  assert forward == pytest.approx(8.17e9, rel=1e-3)
+  assert train == 3 * 4 * forward * 1_231_167 * 35
+  assert evaluate == forward * 1_281_167
+  assert study_grid.cell_flops("random_init", "vgg19_bn", 4)[0] == 0
+  patch_train, patch_eval = study_grid.cell_flops("jigsaw", "resnet50_v1", 8)
+  patch = flops.count_flops("resnet50_v1", 8, image_size=64, patch_mode=True,
+                            num_classes=1000)
+  assert patch_eval == 9 * patch * 1_281_167
+  assert patch_train > 3 * 9 * patch * 1_231_167 * 35
+  table = study_grid.cost_table(100.0)
+  assert "Table 1 (72 cells)" in table and len(table.splitlines()) == 2 + 72 + 5 + 2
