@@ -53,7 +53,8 @@ def experiment_settings(task: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
                         seed: int = 0, linear_eval_enabled: bool = True,
                         evaluate_random_init: bool = False,
                         hub_modules: Sequence[str] = (),
-                        protocols: Sequence[str] = ("linear_lbfgs",)):
+                        protocols: Sequence[str] = ("linear_lbfgs",),
+                        transfer_datasets: Sequence[str] = ()):
   """Top-level identity of a run: which task on which dataset, and its seed.
 
   evaluate_random_init: also evaluate the trunk at initialisation (the paper's
@@ -62,12 +63,20 @@ def experiment_settings(task: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
   a module from elsewhere) to evaluate with the same protocol and dataset.
   protocols: evaluation protocols run on every trunk (evaluation/protocols.py:
   linear_lbfgs, linear_sgd, mlp_sgd, linear_sgd_features, mlp_sgd_features).
+  transfer_datasets: other datasets every trunk is also evaluated on with the
+  same protocols and splits, into the same results.json (entries name their
+  dataset): the paper's Places evaluation of every model. One whose data is
+  not there (FileNotFoundError from its prepare()) is skipped with a message;
+  evaluate it later with `python -m evaluation --dataset=NAME`.
   """
+  for name in transfer_datasets:
+    dataset_registry.check_name(name)  # before hours of training, not after
   return dict(task=task, dataset=dataset, seed=seed,
               linear_eval_enabled=linear_eval_enabled,
               evaluate_random_init=evaluate_random_init,
               hub_modules=list(hub_modules),
-              protocols=protocols_lib.check_protocols(protocols))
+              protocols=protocols_lib.check_protocols(protocols),
+              transfer_datasets=list(transfer_datasets))
 
 
 def _git_commit():
@@ -165,7 +174,9 @@ def run(workdir, mode, strategy, data_dir=None, manual_dir=None):
       print(f"  pretext accuracy {100 * pretext['accuracy']:.2f}%")
     protocols = settings["protocols"] if settings["linear_eval_enabled"] else []
     if protocols:
-      evaluate_trunks(task, dataset, trainer, step, settings, workdir, strategy,
+      datasets = [dataset] + present_datasets(settings["transfer_datasets"],
+                                              data_dir, manual_dir)
+      evaluate_trunks(task, datasets, trainer, step, settings, workdir, strategy,
                       protocols)
     results = results_lib.load(workdir)
   with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
@@ -175,9 +186,26 @@ def run(workdir, mode, strategy, data_dir=None, manual_dir=None):
   return results
 
 
-def evaluate_trunks(task, dataset, trainer, step, settings, workdir, strategy,
+def present_datasets(names, data_dir=None, manual_dir=None):
+  """The datasets of `names` whose data is there (prepared, or preparable)."""
+  out = []
+  for name in names:
+    ds = dataset_registry.get_dataset(name, data_dir=data_dir, manual_dir=manual_dir)
+    try:
+      ds.prepare()
+    except FileNotFoundError as e:
+      print(f"Transfer dataset {name} skipped: its data is not here ({e})")
+      continue
+    out.append(ds)
+  return out
+
+
+def evaluate_trunks(task, datasets, trainer, step, settings, workdir, strategy,
                     protocols):
-  """Runs each protocol on the trained trunk, then the baselines and modules."""
+  """Runs each protocol on the trained trunk, then the baselines and modules,
+  on the run's dataset (`datasets[0]`, which also shapes the random trunk)
+  and then on each transfer dataset."""
+  dataset = datasets[0]
   cache = protocols_lib.make_cache(workdir)
   trunks = [lambda: trunks_lib.from_checkpoint(
       task, trainer.model, trainer.manager.latest_checkpoint, step)]
@@ -191,9 +219,10 @@ def evaluate_trunks(task, dataset, trainer, step, settings, workdir, strategy,
              for path in settings["hub_modules"]]
   for make_trunk in trunks:
     trunk = make_trunk()
-    for protocol in protocols:
-      protocols_lib.run(protocol, trunk, dataset, workdir=workdir, cache=cache,
-                        strategy=strategy)
+    for ds in datasets:
+      for protocol in protocols:
+        protocols_lib.run(protocol, trunk, ds, workdir=workdir, cache=cache,
+                          strategy=strategy)
 
 
 def main(argv):

@@ -87,6 +87,16 @@ def get_dataset(name, data_dir=None, manual_dir=None, **kwargs):
   Raises:
     ValueError: unknown name.
   """
+  key, args = check_name(name)
+  return _DATASETS[key][0](*args, data_dir=data_dir, manual_dir=manual_dir, **kwargs)
+
+
+def check_name(name):
+  """(registry key, constructor args) of `name`; ValueError naming the known ones.
+
+  Cheap (builds nothing): a config's dataset names can be checked before a run
+  spends hours training.
+  """
   names = dataset_names()
   # A registered name has ':' only at its end, so the first ':' ends the prefix.
   stem, mark, rest = name.partition(_PREFIX_MARK)
@@ -94,7 +104,7 @@ def get_dataset(name, data_dir=None, manual_dir=None, **kwargs):
   if key not in _DATASETS or (mark and not rest):
     raise ValueError(f'Unknown dataset {name!r}; use one of '
                      f'{", ".join(_DATASETS[n][1] for n in names)}.')
-  return _DATASETS[key][0](*args, data_dir=data_dir, manual_dir=manual_dir, **kwargs)
+  return key, args
 
 
 def _import_package_modules():

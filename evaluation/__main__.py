@@ -59,14 +59,23 @@ flags.DEFINE_string("data_dir", None, "tfds data_dir.")
 flags.DEFINE_string("manual_dir", None, "Manually downloaded dataset files.")
 
 
-def _run_trunk(workdir, dataset, strategy, which, checkpoint):
-  """Rebuilds the run's task and model and returns the requested Trunk."""
+def _run_trunk(workdir, dataset, strategy, which, checkpoint, data_dir=None,
+               manual_dir=None):
+  """Rebuilds the run's task and model and returns the requested Trunk.
+
+  On another dataset than the run's (a transfer evaluation) the model still
+  has the run's shapes: a supervised trunk keeps its own number of classes.
+  """
   run = results_lib.load(workdir).get("run", {})
   if not run.get("task"):
     raise FileNotFoundError(
         f"{workdir} has no results.json naming its task: it is not a "
         f"train_and_eval.py workdir. Pass --hub_module to evaluate a module.")
-  task = task_lib.get_task(run["task"], num_classes=dataset.num_classes)
+  num_classes = dataset.num_classes
+  if run.get("dataset") and run["dataset"] != dataset.name:
+    num_classes = dataset_registry.get_dataset(
+        run["dataset"], data_dir=data_dir, manual_dir=manual_dir).num_classes
+  task = task_lib.get_task(run["task"], num_classes=num_classes)
   seed = int(run.get("seed", 0))
   with strategy.scope():
     model = task.make_model(dataset, seed)
@@ -115,7 +124,8 @@ def main(argv):
       results_lib.update(workdir, run=dict(hub_module=FLAGS.hub_module,
                                            dataset=dataset.name))
   else:
-    trunk = _run_trunk(workdir, dataset, strategy, FLAGS.trunk, FLAGS.checkpoint)
+    trunk = _run_trunk(workdir, dataset, strategy, FLAGS.trunk, FLAGS.checkpoint,
+                       FLAGS.data_dir, FLAGS.manual_dir)
   overrides = dict(layers=FLAGS.layers, pooling=FLAGS.pooling,
                    fraction=FLAGS.fraction)
   cache = protocols_lib.make_cache(workdir)

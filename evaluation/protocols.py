@@ -83,14 +83,18 @@ def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
   overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
   layers, pooling, fraction = _entry_settings(protocol, overrides)
   done = results_lib.load(workdir)
+  # Entries name their dataset; those written before they did are the run's.
+  own = done["run"].get("dataset")
+  transfer = own is not None and dataset.name != own
   todo = [l for l in layers if not results_lib.has_entry(
       done, protocol=protocol, trunk=trunk.name, layer=l, pooling=pooling,
-      fraction=fraction)]
+      fraction=fraction, dataset=dataset.name, default_dataset=own)]
+  on = f" on {dataset.name}" if transfer else ""
   if not todo:
-    log(f"{protocol} of the {trunk.name} trunk ({', '.join(layers)}) already "
+    log(f"{protocol} of the {trunk.name} trunk{on} ({', '.join(layers)}) already "
         f"in results.json.")
     return []
-  log(f"{protocol} of the {trunk.name} trunk: {', '.join(todo)}"
+  log(f"{protocol} of the {trunk.name} trunk{on}: {', '.join(todo)}"
       + (f", {100 * fraction:g}% of the labels" if fraction < 1 else ""))
   kwargs = dict(overrides, pooling=pooling, fraction=fraction)
   kwargs.pop("layers", None)
@@ -101,9 +105,14 @@ def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
     head, inputs = protocol.split("_sgd")[0], (
         "features" if protocol.endswith("_features") else "images")
     entries = []
+    # Another dataset's heads train in their own folder: same names inside.
+    eval_root = (os.path.join(workdir, "transfer", dataset.name.replace(":", "_")
+                              .replace("/", "_")) if transfer else workdir)
     for layer in todo:
-      entries += sgd_eval.evaluate(trunk, dataset, workdir, head=head,
+      entries += sgd_eval.evaluate(trunk, dataset, eval_root, head=head,
                                    inputs=inputs, layer=layer, cache=cache,
                                    strategy=strategy, log=log, **kwargs)
+  for e in entries:
+    e["dataset"] = dataset.name
   results_lib.update(workdir, evaluations=entries)
   return entries

@@ -8,7 +8,7 @@ import json
 import os
 from typing import Dict, List
 
-_ENTRY_KEY = ("protocol", "trunk", "layer", "pooling", "train_split",
+_ENTRY_KEY = ("protocol", "trunk", "dataset", "layer", "pooling", "train_split",
               "eval_split", "fraction")
 
 
@@ -24,8 +24,12 @@ def _key(entry):
   return tuple(entry.get(k) for k in _ENTRY_KEY)
 
 
-def has_entry(results: Dict, **match) -> bool:
-  return any(all(e.get(k) == v for k, v in match.items())
+def has_entry(results: Dict, default_dataset=None, **match) -> bool:
+  """Whether an entry has every `match` value; one without a `dataset` field
+  (written before entries named theirs) counts as `default_dataset`'s."""
+  def value(e, k):
+    return e.get(k, default_dataset) if k == "dataset" else e.get(k)
+  return any(all(value(e, k) == v for k, v in match.items())
              for e in results.get("evaluations", []))
 
 
@@ -57,8 +61,11 @@ def format_table(evaluations: List[Dict]) -> str:
     trunk = e["trunk"]
     if len(trunk) > 28:
       trunk = "..." + trunk[-25:]
+    split = e["eval_split"]
+    if len({x.get("dataset") for x in evaluations}) > 1 and e.get("dataset"):
+      split = f"{e['dataset']}:{split}"
     rows.append((e["protocol"], trunk, e["layer"], f"{e.get('fraction', 1.0):g}",
-                 e["eval_split"], f"{e['top1']:.2f}", f"{e['top5']:.2f}"))
+                 split, f"{e['top1']:.2f}", f"{e['top5']:.2f}"))
   widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
   lines = []
   for r in rows:

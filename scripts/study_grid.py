@@ -90,6 +90,8 @@ class Run:
   expect: Tuple[Tuple[str, str, float, str], ...] = (LINEAR,)
   program: Tuple[str, ...] = ("train_and_eval.py",)
   workdir_name: Optional[str] = None
+  dataset: Optional[str] = None  # whose entries `expect` means; None: the run's
+  flags: Tuple[str, ...] = ()
 
   def workdir(self, root: str) -> str:
     return os.path.join(root, *(self.workdir_name or self.name).split("/"))
@@ -98,10 +100,13 @@ class Run:
     """The shell command, with absolute paths: it runs from any directory."""
     args = [python, *(os.path.join(ROOT, p) if p.endswith(".py") else p
                       for p in self.program)]
+    # `-m evaluation` finds the package from the repository root.
+    cd = f"cd {shlex.quote(ROOT)} && " if self.program[0] == "-m" else ""
     args += [f"--config={os.path.join(ROOT, c)}" for c in self.configs]
     args.append(f"--workdir={self.workdir(root)}")
+    args += list(self.flags)
     args += [f"--gin_bindings={b}" for b in self.bindings]
-    return " ".join(shlex.quote(a) for a in args)
+    return cd + " ".join(shlex.quote(a) for a in args)
 
 
 def cell_config(task: str, trunk: str, k: int) -> str:
@@ -142,8 +147,10 @@ def _cell_run(task, trunk, k, extra_configs=(), grid="table1", suffix="",
               **kwargs) -> Run:
   """A run in the workdir of Table 1 cell (task, trunk, k)."""
   cell = f"{task}/{trunk}_k{k}"
+  configs = () if kwargs.get("program", ("train_and_eval.py",))[0] == "-m" else (
+      cell_config(task, trunk, k),)
   return Run(name=f"{grid}/{cell}{suffix}", workdir_name=f"table1/{cell}",
-             configs=(cell_config(task, trunk, k), *extra_configs), **kwargs)
+             configs=(*configs, *extra_configs), **kwargs)
 
 
 def _widest(task):
@@ -161,6 +168,14 @@ def _grid_runs() -> Dict[str, List[Run]]:
       _cell_run(task, trunk, k, grid="table2",
                 extra_configs=("configs/common/linear_eval_table2.gin",),
                 expect=(LINEAR, ("linear_sgd", "pre_logits", 1.0, "test")))
+      for task, trunk, k, _ in TABLE2] + [
+      # Places365 (SPEC §7's stand-in for Places205): the same protocol on the
+      # trained cell, through the evaluation CLI (it needs the Places data).
+      _cell_run(task, trunk, k, grid="table2", suffix="_places365",
+                program=("-m", "evaluation"), extra_configs=(),
+                dataset="places365",
+                flags=("--dataset=places365", "--protocol=linear_sgd"),
+                expect=(("linear_sgd", "pre_logits", 1.0, "test"),))
       for task, trunk, k, _ in TABLE2]
   # Widths beyond Table 1 for the best rotation model (k = 1, 2 are cheap
   # first points of the curve), and all six trunks at k = 4.
@@ -249,9 +264,12 @@ def state(workdir: str, run: Run) -> str:
   steps = info.get("steps")
   if steps is None or steps != info.get("total_steps"):
     return "partial"
+  # The run's own dataset (transfer entries, e.g. Places, come when present).
+  own = info.get("dataset")
+  want = run.dataset or own
   have = {(e.get("protocol"), e.get("layer"), float(e.get("fraction", 1.0)),
            e.get("eval_split")) for e in results.get("evaluations", [])
-          if e.get("trunk") == f"trained@{steps}"}
+          if e.get("trunk") == f"trained@{steps}" and e.get("dataset", own) == want}
   return "done" if all(tuple(x) in have for x in run.expect) else "partial"
 
 

@@ -100,6 +100,21 @@ def test_table2_on_a_finished_cell_still_needs_its_sgd_entry(tmp_path):
                          train_split="trainval")])
   out = _sweep("table2", "--root", str(tmp_path), "--dry-run").stdout
   assert out.splitlines()[0].split() == ["done", "table2/rotation/revnet50_k16"]
+  # Its Places run still waits for a places365 entry.
+  places = out.splitlines()[8:10]
+  assert places[0].split() == ["partial", "table2/rotation/revnet50_k16_places365"]
+  assert places[1].strip() == (
+      f"cd {ROOT} && {sys.executable} -m evaluation --workdir={tmp_path}/table1/"
+      f"rotation/revnet50_k16 --dataset=places365 --protocol=linear_sgd")
+  with open(tmp_path / "table1/rotation/revnet50_k16/results.json") as f:
+    doc = json.load(f)
+  doc["run"]["dataset"] = "imagenet2012"
+  doc["evaluations"].append(dict(doc["evaluations"][-1], dataset="places365"))
+  with open(tmp_path / "table1/rotation/revnet50_k16/results.json", "w") as f:
+    json.dump(doc, f)
+  out = _sweep("table2", "--root", str(tmp_path), "--dry-run").stdout
+  assert out.splitlines()[8].split() == ["done", "table2/rotation/revnet50_k16_places365"]
+  assert out.splitlines()[0].split() == ["done", "table2/rotation/revnet50_k16"]
 
 
 def test_emitted_slurm_array_has_one_task_per_workdir(tmp_path):

@@ -26,12 +26,10 @@ CELLS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def image_root(tmp_path_factory):
-  root = tmp_path_factory.mktemp("imagenet_like")
-  rng = np.random.RandomState(0)
+def _image_folder(root, classes, seed):
+  rng = np.random.RandomState(seed)
   for split, per_class in (("train", 4), ("val", 2), ("test", 2)):
-    for c in CLASSES:
+    for c in classes:
       os.makedirs(root / split / c)
       for i in range(per_class):
         image = rng.randint(0, 256, size=(40, 48, 3), dtype=np.uint8)
@@ -39,11 +37,22 @@ def image_root(tmp_path_factory):
   return str(root)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("task,trunk,model,last_relu", CELLS)
-def test_a_table1_cell_trains_and_is_scored_on_val(task, trunk, model, last_relu,
-                                                   image_root, tmp_path):
-  workdir = str(tmp_path / "run")
+@pytest.fixture(scope="module")
+def image_root(tmp_path_factory):
+  return _image_folder(tmp_path_factory.mktemp("imagenet_like"), CLASSES, 0)
+
+
+def _train_and_eval(config, workdir, bindings, data_dir):
+  proc = subprocess.run(
+      [sys.executable, "train_and_eval.py", f"--config={config}",
+       f"--workdir={workdir}", f"--data_dir={data_dir}"]
+      + [f"--gin_bindings={b}" for b in bindings],
+      cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return proc.stdout
+
+
+def _small(image_root, task):
   bindings = [
       f"experiment.dataset = 'image_folder:{image_root}'",
       "get_model.width = 1", "train.batch_size = 4", "train.eval_batch_size = 4",
@@ -55,12 +64,18 @@ def test_a_table1_cell_trains_and_is_scored_on_val(task, trunk, model, last_relu
     bindings.append("train.epochs = 0.5")
   if task == "exemplar":
     bindings.append("exemplar.mining_group_images = 2")
-  proc = subprocess.run(
-      [sys.executable, "train_and_eval.py",
-       f"--config=configs/{task}/imagenet_{trunk}_k4.gin", f"--workdir={workdir}"]
-      + [f"--gin_bindings={b}" for b in bindings],
-      cwd=ROOT, capture_output=True, text=True, timeout=900)
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return bindings
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task,trunk,model,last_relu", CELLS)
+def test_a_table1_cell_trains_and_is_scored_on_val(task, trunk, model, last_relu,
+                                                   image_root, tmp_path):
+  workdir = str(tmp_path / "run")
+  out = _train_and_eval(f"configs/{task}/imagenet_{trunk}_k4.gin", workdir,
+                        _small(image_root, task), str(tmp_path / "tfds"))
+  # Places is asked for by every cell; without its data the run goes on.
+  assert "Transfer dataset places365 skipped: its data is not here" in out
 
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)
@@ -71,10 +86,63 @@ def test_a_table1_cell_trains_and_is_scored_on_val(task, trunk, model, last_relu
   assert run["task"] == ("supervised" if task == "random_init" else task)
   assert results["pretext"]["split"] == "val"
   [entry] = results["evaluations"]
-  assert (entry["protocol"], entry["trunk"], entry["layer"]) == (
-      "linear_lbfgs", f"trained@{steps}", "pre_logits")
+  assert (entry["protocol"], entry["trunk"], entry["layer"], entry["dataset"]) == (
+      "linear_lbfgs", f"trained@{steps}", "pre_logits", f"image_folder:{image_root}")
   # The Table 1 protocol: fitted on train, L2 chosen on val, scored on val.
   assert (entry["train_split"], entry["selected_on"], entry["eval_split"]) == (
       "train", "val", "val")
   assert entry["hyperparameters"]["train_examples"] == 12
   assert 0 <= entry["top1"] <= 100
+
+
+@pytest.mark.slow
+def test_a_cell_is_also_scored_on_a_transfer_dataset_that_is_present(
+    image_root, tmp_path):
+  other = _image_folder(tmp_path / "places_like", ("p", "q", "r", "s"), 1)
+  workdir = str(tmp_path / "run")
+  bindings = _small(image_root, "rotation") + [
+      f"experiment.transfer_datasets = ['image_folder:{other}']"]
+  config = "configs/rotation/imagenet_revnet50_k4.gin"
+  _train_and_eval(config, workdir, bindings, str(tmp_path / "tfds"))
+  with open(os.path.join(workdir, "results.json")) as f:
+    entries = json.load(f)["evaluations"]
+  assert [(e["dataset"], e["eval_split"], e["hyperparameters"]["train_examples"])
+          for e in entries] == [(f"image_folder:{image_root}", "val", 12),
+                                (f"image_folder:{other}", "val", 16)]
+  # Both are found again: nothing is redone.
+  out = _train_and_eval(config, workdir, bindings, str(tmp_path / "tfds"))
+  assert out.count("already in results.json") == 2
+  assert f"image_folder:{other}:val" in out  # the summary table names it
+
+
+def test_an_unknown_transfer_dataset_fails_before_training(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "train_and_eval.py",
+       "--config=configs/rotation/imagenet_revnet50_k4.gin",
+       f"--workdir={tmp_path}", "--gin_bindings=experiment.transfer_datasets = ['places205']"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0
+  assert "Unknown dataset 'places205'; use one of" in proc.stderr
+  assert not os.path.exists(tmp_path / "checkpoints")
+
+
+@pytest.mark.slow
+def test_the_evaluation_cli_scores_a_supervised_trunk_on_another_dataset(
+    image_root, tmp_path):
+  # The trunk has 3 classes of logits; the other dataset has 4.
+  other = _image_folder(tmp_path / "places_like", ("p", "q", "r", "s"), 1)
+  workdir = str(tmp_path / "run")
+  bindings = _small(image_root, "supervised") + ["experiment.transfer_datasets = []"]
+  _train_and_eval("configs/supervised/imagenet_resnet50_v2_k4.gin", workdir,
+                  bindings, str(tmp_path / "tfds"))
+  proc = subprocess.run(
+      [sys.executable, "-m", "evaluation", f"--workdir={workdir}",
+       f"--dataset=image_folder:{other}", "--protocol=linear_lbfgs",
+       "--gin_bindings=linear_eval.l2_grid = [1e-3]"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  with open(os.path.join(workdir, "results.json")) as f:
+    entries = json.load(f)["evaluations"]
+  assert [e["dataset"] for e in entries] == [f"image_folder:{image_root}",
+                                             f"image_folder:{other}"]
+  assert entries[1]["hyperparameters"]["train_examples"] == 16
