@@ -31,7 +31,10 @@ from self_supervision import export as export_lib  # noqa: E402
 from self_supervision import task as task_lib  # noqa: E402
 from self_supervision import trainer as trainer_lib  # noqa: E402
 from training import config as config_lib  # noqa: E402
+from training import errors  # noqa: E402
+from training import preemption  # noqa: E402
 from training import strategy as strategy_lib  # noqa: E402
+from training import workdir_lock  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("config", [], "Gin config file(s), applied in order.")
@@ -46,6 +49,7 @@ flags.DEFINE_string("tpu", None, "TPU name or grpc:// address (Cloud TPU).")
 flags.DEFINE_string("data_dir", None, "tfds data_dir (default: tfds default).")
 flags.DEFINE_string("manual_dir", None,
                     "Where manually downloaded dataset archives/files are.")
+flags.DEFINE_bool("debug", False, "Show the traceback of a bad-input error.")
 
 
 @gin.configurable("experiment")
@@ -92,14 +96,36 @@ def _git_commit():
     return "unknown"
 
 
-def _write_run_json(workdir, settings, strategy, started, finished=None):
+def _write_run_json(workdir, settings, strategy, started, finished=None,
+                    status="running"):
+  """run.json: the latest invocation's fields, and every invocation's record.
+
+  A rerun (resume, more evaluations) appends to `invocations` instead of
+  replacing the first command and its times.
+  """
   import json  # pylint: disable=g-import-not-at-top
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, "run.json")
+  try:
+    with open(path) as f:
+      old = json.load(f)
+  except (OSError, ValueError):
+    old = {}
+  invocations = old.get("invocations") or (
+      [dict(command=old["command"], git_commit=old.get("git_commit"),
+            start_time=old.get("start_time"), end_time=old.get("end_time"))]
+      if "command" in old else [])
+  this = dict(command=" ".join([sys.executable] + sys.argv),
+              git_commit=_git_commit(), host=platform.node(), pid=os.getpid(),
+              start_time=started, end_time=finished, status=status)
+  invocations = [i for i in invocations
+                 if (i.get("start_time"), i.get("pid")) != (started, os.getpid())]
+  invocations.append(this)
   doc = dict(
-      command=" ".join([sys.executable] + sys.argv),
-      seed=settings["seed"], git_commit=_git_commit(),
+      command=this["command"],
+      seed=settings["seed"], git_commit=this["git_commit"],
       versions=dict(python=platform.python_version(), tensorflow=tf.__version__,
                     keras=keras.__version__, tfds=tfds.__version__,
                     numpy=np.__version__, gin=gin.__version__
@@ -108,9 +134,11 @@ def _write_run_json(workdir, settings, strategy, started, finished=None):
                   replicas=strategy.num_replicas_in_sync,
                   devices=[d.name for d in tf.config.list_logical_devices()],
                   host=platform.node()),
-      start_time=started, end_time=finished)
-  with open(os.path.join(workdir, "run.json"), "w") as f:
+      start_time=started, end_time=finished, status=status,
+      invocations=invocations)
+  with open(path + ".tmp", "w") as f:
     json.dump(doc, f, indent=2)
+  os.replace(path + ".tmp", path)
 
 
 def _now():
@@ -133,10 +161,32 @@ def _print_summary(results):
 
 
 def run(workdir, mode, strategy, data_dir=None, manual_dir=None):
-  """One run: train (resumable), pretext eval, linear eval; writes the workdir."""
-  started = _now()
+  """One run: train (resumable), pretext eval, linear eval; writes the workdir.
+
+  One process per workdir (`training/workdir_lock.py`): a second refuses.
+  """
   os.makedirs(workdir, exist_ok=True)
   settings = experiment_settings()
+  with workdir_lock.Lock(workdir):
+    return _run(workdir, mode, strategy, settings, data_dir, manual_dir)
+
+
+def _run(workdir, mode, strategy, settings, data_dir, manual_dir):
+  started = _now()
+  try:
+    return _run_stages(workdir, mode, strategy, settings, data_dir, manual_dir,
+                       started)
+  except preemption.Preempted as e:
+    _write_run_json(workdir, settings, strategy, started, _now(),
+                    status=f"preempted: {e}")
+    raise
+  except FloatingPointError as e:
+    _write_run_json(workdir, settings, strategy, started, _now(),
+                    status=f"failed: {e}")
+    raise
+
+
+def _run_stages(workdir, mode, strategy, settings, data_dir, manual_dir, started):
   dataset = dataset_registry.get_dataset(
       settings["dataset"], data_dir=data_dir, manual_dir=manual_dir)
   dataset.prepare()
@@ -181,7 +231,7 @@ def run(workdir, mode, strategy, data_dir=None, manual_dir=None):
     results = results_lib.load(workdir)
   with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
     f.write(gin.operative_config_str())
-  _write_run_json(workdir, settings, strategy, started, _now())
+  _write_run_json(workdir, settings, strategy, started, _now(), status="done")
   _print_summary(results)
   return results
 
@@ -235,12 +285,16 @@ def main(argv):
   # Progress lines must show up at once even when piped to tee or a log file.
   sys.stdout.reconfigure(line_buffering=True)
   logging.set_verbosity(logging.WARNING)
-  task_lib.task_names()  # imports every task, so gin knows their configurables
-  config_lib.parse(FLAGS.config, FLAGS.gin_bindings)
-  strategy = strategy_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
-  t0 = time.time()
-  run(FLAGS.workdir, FLAGS.mode, strategy, FLAGS.data_dir, FLAGS.manual_dir)
-  print(f"Total time {time.time() - t0:.0f}s. Workdir: {FLAGS.workdir}")
+  preemption.install()
+
+  def main_run():
+    task_lib.task_names()  # imports every task, so gin knows their configurables
+    config_lib.parse(FLAGS.config, FLAGS.gin_bindings)
+    strategy = strategy_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
+    t0 = time.time()
+    run(FLAGS.workdir, FLAGS.mode, strategy, FLAGS.data_dir, FLAGS.manual_dir)
+    print(f"Total time {time.time() - t0:.0f}s. Workdir: {FLAGS.workdir}")
+  errors.run_cli(main_run, FLAGS.debug)
 
 
 if __name__ == "__main__":

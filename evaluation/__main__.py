@@ -32,6 +32,9 @@ from self_supervision import export as export_lib  # noqa: E402,F401  (gin names
 from self_supervision import task as task_lib  # noqa: E402
 from training import checkpoints as checkpoints_lib  # noqa: E402
 from training import config as config_lib  # noqa: E402
+from training import errors  # noqa: E402
+from training import preemption  # noqa: E402
+from training import workdir_lock  # noqa: E402
 from training import strategy as strategy_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -57,6 +60,7 @@ flags.DEFINE_enum("strategy", "auto", list(strategy_lib.STRATEGIES),
 flags.DEFINE_string("tpu", None, "TPU name or address.")
 flags.DEFINE_string("data_dir", None, "tfds data_dir.")
 flags.DEFINE_string("manual_dir", None, "Manually downloaded dataset files.")
+flags.DEFINE_bool("debug", False, "Show the traceback of a bad-input error.")
 
 
 def _run_trunk(workdir, dataset, strategy, which, checkpoint, data_dir=None,
@@ -99,8 +103,17 @@ def main(argv):
                          "module's results go).")
   sys.stdout.reconfigure(line_buffering=True)
   logging.set_verbosity(logging.WARNING)
+  preemption.install()
+  errors.run_cli(_main, FLAGS.debug)
+
+
+def _main():
   protocols = protocols_lib.check_protocols(FLAGS.protocol)
   workdir = FLAGS.workdir
+  if not FLAGS.hub_module and not os.path.isdir(workdir):
+    raise FileNotFoundError(
+        f"No run workdir {workdir}: train one there with train_and_eval.py, or "
+        f"pass --hub_module to evaluate an exported module into a new workdir.")
   task_lib.task_names()  # registers every task's gin names
   operative = os.path.join(workdir, "operative_config.gin")
   if os.path.exists(operative) and not FLAGS.hub_module:
@@ -118,6 +131,11 @@ def main(argv):
       dataset_name, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir)
   dataset.prepare()
   os.makedirs(workdir, exist_ok=True)
+  with workdir_lock.Lock(workdir):
+    _evaluate(workdir, run, dataset, strategy, protocols)
+
+
+def _evaluate(workdir, run, dataset, strategy, protocols):
   if FLAGS.hub_module:
     trunk = trunks_lib.from_hub(FLAGS.hub_module)
     if not run:

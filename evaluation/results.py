@@ -17,7 +17,13 @@ def load(workdir: str) -> Dict:
   if not os.path.exists(path):
     return {"run": {}, "pretext": {}, "evaluations": []}
   with open(path) as f:
-    return json.load(f)
+    try:
+      return json.load(f)
+    except ValueError as e:
+      raise ValueError(
+          f"{path} is not valid JSON ({e}); it was damaged outside this code (its "
+          f"writes are atomic). Restore it from a backup or delete it: rerunning "
+          f"the run rebuilds it from the checkpoints and the feature cache.") from e
 
 
 def _key(entry):

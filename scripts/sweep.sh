@@ -9,6 +9,7 @@
 #   scripts/sweep.sh table1 --root /runs -- --data_dir=/data/tfds
 #   scripts/sweep.sh table1:resnet50_v1 --root /runs --emit lines | parallel -j4
 #   scripts/sweep.sh table1 --root /runs --emit slurm && sbatch /runs/sweep-table1.sbatch
+#   PYTHON=~/envs/ssl/bin/python scripts/sweep.sh table2 --root /runs   # your interpreter
 #
 # Grids: `python scripts/study_grid.py grids` lists them (table1,
 # table1:<task>, table1:<trunk>, table2, widths, architectures, fig3, fig5,
@@ -19,7 +20,8 @@
 # everything it asks for is skipped, an interrupted one resumes (train_and_eval.py
 # continues from its workdir), a failing one is logged (<workdir>/sweep.log)
 # and the sweep goes on; the end prints done / failed / skipped, and the exit
-# status is 1 if any run failed.
+# status is 1 if any run failed. A preempted run (SIGTERM: it saved a
+# checkpoint and exited 75) stops the sweep with status 75; rerun it to go on.
 #
 # --emit lines prints one shell command per workdir still to do (runs that share
 # a workdir, e.g. Table 2 on top of its Table 1 cell, are joined with &&), for any
@@ -31,7 +33,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$HERE")"
 
-usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit "${1:-2}"; }
 
 GRID="" RUN_ROOT="$REPO/workdirs" MATCH="" DRY=0 EMIT=""
 EXTRA=()
@@ -56,9 +58,13 @@ case "$EMIT" in ""|lines|slurm) ;; *) echo "sweep.sh: --emit lines or --emit slu
 mkdir -p "$RUN_ROOT"
 RUN_ROOT="$(cd "$RUN_ROOT" && pwd)"
 
-# Planning needs only the standard library; running needs the project's env.
-if [ "$DRY" = 1 ] || [ -n "$EMIT" ]; then
-  PY="${PYTHON:-$( [ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || command -v python3 )}"
+# PYTHON=/path/to/python runs everything with that interpreter, as it is.
+# Otherwise planning needs only the standard library, running the project's
+# env (made on first use by scripts/setup_env.sh).
+if [ -n "${PYTHON:-}" ]; then
+  PY="$PYTHON"
+elif [ "$DRY" = 1 ] || [ -n "$EMIT" ]; then
+  PY="$( [ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || command -v python3 )"
 else
   source "$REPO/scripts/setup_env.sh"
 fi
@@ -136,7 +142,7 @@ if [ -n "$EMIT" ]; then
 fi
 
 # Local: one after another.
-DONE=() FAILED=() SKIPPED=()
+DONE=() FAILED=() SKIPPED=() PREEMPTED=()
 for i in "${!NAMES[@]}"; do
   name="${NAMES[$i]}" workdir="${WORKDIRS[$i]}"
   if [ "${STATES[$i]}" = done ]; then
@@ -152,11 +158,17 @@ for i in "${!NAMES[@]}"; do
   set -e
   if [ "$rc" -eq 0 ]; then
     DONE+=("$name")
+  elif [ "$rc" -eq 75 ]; then
+    # train_and_eval.py saved a checkpoint on SIGTERM: not a failure.
+    echo "[sweep] $name PREEMPTED (exit 75): a checkpoint was saved; rerun the sweep to resume it"
+    PREEMPTED+=("$name")
+    break
   else
     echo "[sweep] $name FAILED (exit $rc); log: $workdir/sweep.log"
     FAILED+=("$name")
   fi
 done
-echo "[sweep] $GRID: ${#DONE[@]} done, ${#FAILED[@]} failed, ${#SKIPPED[@]} skipped (already done)."
+echo "[sweep] $GRID: ${#DONE[@]} done, ${#FAILED[@]} failed, ${#SKIPPED[@]} skipped (already done)$( [ "${#PREEMPTED[@]}" -gt 0 ] && echo ", preempted at ${PREEMPTED[0]}: rerun to go on")."
 for name in ${FAILED[@]+"${FAILED[@]}"}; do echo "[sweep]   failed: $name"; done
+[ "${#PREEMPTED[@]}" -eq 0 ] || exit 75
 [ "${#FAILED[@]}" -eq 0 ]

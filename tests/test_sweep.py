@@ -166,11 +166,13 @@ def test_a_real_sweep_skips_resumes_and_goes_on_after_a_failure(tmp_path):
   out = proc.stdout
   assert "[sweep] 1/2 fashion_mnist/random_init: starting" in out
   assert "[sweep] 2/2 fashion_mnist/supervised: resuming" in out
-  assert "[sweep] fashion_mnist/supervised FAILED (exit 1)" in out
+  assert "[sweep] fashion_mnist/supervised FAILED (exit 2)" in out
   assert out.splitlines()[-2:] == [
       "[sweep] fashion_mnist: 1 done, 1 failed, 0 skipped (already done).",
       "[sweep]   failed: fashion_mnist/supervised"]
-  assert "Traceback" in (broken / "sweep.log").read_text()
+  log = (broken / "sweep.log").read_text()
+  assert f"Error: {broken}/results.json is not valid JSON" in log
+  assert "Traceback" not in log
   with open(root / "fashion_mnist" / "random_init" / "results.json") as f:
     entries = json.load(f)["evaluations"]
   assert [(e["protocol"], e["trunk"], e["eval_split"]) for e in entries] == [
@@ -184,3 +186,26 @@ def test_a_real_sweep_skips_resumes_and_goes_on_after_a_failure(tmp_path):
   out = _sweep(*grid, "--dry-run").stdout
   assert out.splitlines()[-1] == ("[sweep] fashion_mnist: 2 runs, 2 done, 0 to "
                                   "run (dry run: nothing started).")
+
+
+def test_a_preempted_run_stops_the_sweep_with_status_75(tmp_path):
+  # A stand-in interpreter: plans with the real one, "trains" by exiting 75
+  # for the second run (as train_and_eval.py does on SIGTERM) and 0 otherwise.
+  stub = tmp_path / "python"
+  stub.write_text(
+      "#!/bin/sh\n"
+      f'case "$1" in *study_grid.py) exec {sys.executable} "$@";; esac\n'
+      'case "$*" in *revnet50_k8*) echo "Preempted: saved ckpt-5" >&2; exit 75;; esac\n'
+      "exit 0\n")
+  os.chmod(stub, 0o755)
+  env = dict(os.environ, PYTHON=str(stub))
+  proc = subprocess.run(
+      ["bash", SWEEP, "table1:revnet50", "--root", str(tmp_path / "runs"),
+       "--match", "rotation"], capture_output=True, text=True, env=env, timeout=120)
+  assert proc.returncode == 75, proc.stdout + proc.stderr
+  lines = proc.stdout.splitlines()
+  assert "[sweep] 2/4 table1/rotation/revnet50_k8: starting in" in lines[1]
+  assert lines[2] == "Preempted: saved ckpt-5"
+  assert lines[3].startswith("[sweep] table1/rotation/revnet50_k8 PREEMPTED (exit 75)")
+  assert lines[-1] == ("[sweep] table1:revnet50: 1 done, 0 failed, 0 skipped (already "
+                       "done), preempted at table1/rotation/revnet50_k8: rerun to go on.")

@@ -8,7 +8,8 @@ CLI all read checkpoints through this file.
 import glob
 import os
 import re
-from typing import Dict, Optional
+import shutil
+from typing import Callable, Dict, Optional
 
 import tensorflow as tf
 
@@ -71,6 +72,17 @@ def resolve(path: str) -> str:
   return path
 
 
+def readable(prefix: str) -> bool:
+  """Whether every tensor of checkpoint `prefix` can be read from disk."""
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+    for name in reader.get_variable_to_shape_map():
+      reader.get_tensor(name)
+  except Exception:  # pylint: disable=broad-except
+    return False
+  return True
+
+
 def restore(prefix: str, *, partial: bool = False, must_match: bool = True,
             **objects) -> None:
   """Restores `objects` (e.g. model=..., optimizer=...) from `prefix`.
@@ -94,21 +106,55 @@ class Manager:
                max_to_keep: int = 3,
                keep_checkpoint_every_hours: Optional[float] = None, **objects):
     self.checkpoint = tf.train.Checkpoint(**objects)
-    self._manager = tf.train.CheckpointManager(
-        self.checkpoint, ckpt_dir, max_to_keep=max_to_keep,
+    self._manager_args = dict(
+        directory=ckpt_dir, max_to_keep=max_to_keep,
         keep_checkpoint_every_n_hours=keep_checkpoint_every_hours,
         step_counter=step_counter)
+    self._manager = tf.train.CheckpointManager(self.checkpoint,
+                                               **self._manager_args)
 
   @property
   def latest_checkpoint(self) -> Optional[str]:
     return self._manager.latest_checkpoint
 
-  def restore_latest(self) -> Optional[str]:
-    """Restores the newest checkpoint, if any; returns its prefix or None."""
-    prefix = self._manager.latest_checkpoint
-    if prefix:
-      self.checkpoint.restore(prefix).assert_existing_objects_matched()
-    return prefix
+  def restore_latest(self, log: Callable[[str], None] = print) -> Optional[str]:
+    """Restores the newest checkpoint that can be read; its prefix or None.
+
+    A damaged one (a crash or a full disk while it was written) is named,
+    moved to `<ckpt_dir>/damaged/` (kept, not deleted) and the next older
+    one is tried. One that reads but does not fit the model (another width,
+    another task) is an error, not damage.
+    """
+    ckpt_dir = self._manager_args["directory"]
+    for step, prefix in reversed(list(steps(ckpt_dir).items())):
+      try:
+        self.checkpoint.restore(prefix).assert_existing_objects_matched()
+        return prefix
+      except Exception as e:  # pylint: disable=broad-except
+        if readable(prefix):
+          raise
+        aside = os.path.join(ckpt_dir, "damaged")
+        os.makedirs(aside, exist_ok=True)
+        for path in glob.glob(prefix + ".*"):
+          shutil.move(path, os.path.join(aside, os.path.basename(path)))
+        first_line = (str(e).strip().splitlines() or [""])[0][:200]
+        log(f"Checkpoint {prefix} (step {step}) is damaged ({type(e).__name__}: "
+            f"{first_line}); moved to {aside}/, trying the one before it.")
+        self._forget_missing()
+    return None
+
+  def _forget_missing(self) -> None:
+    """Rewrites the checkpoint state to what is on disk, and the manager on it."""
+    ckpt_dir = self._manager_args["directory"]
+    remaining = list(steps(ckpt_dir).values())
+    state = os.path.join(ckpt_dir, "checkpoint")
+    if remaining:
+      tf.compat.v1.train.update_checkpoint_state(
+          ckpt_dir, remaining[-1], all_model_checkpoint_paths=remaining)
+    elif os.path.exists(state):
+      os.remove(state)
+    self._manager = tf.train.CheckpointManager(self.checkpoint,
+                                               **self._manager_args)
 
   def save(self, step: int) -> str:
     return self._manager.save(checkpoint_number=step)

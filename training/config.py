@@ -16,7 +16,17 @@ gin.add_config_file_search_path(ROOT)
 
 def parse(files: Sequence[str], bindings: Sequence[str] = (), *,
           skip_unknown: bool = False, finalize: bool = True) -> None:
-  """gin.parse_config_files_and_bindings, includes found from the root."""
+  """gin.parse_config_files_and_bindings, includes found from the root.
+
+  Raises:
+    FileNotFoundError: a config file does not exist (named, with where to look).
+  """
+  for path in files:
+    if not os.path.isfile(path):
+      raise FileNotFoundError(
+          f"Config file {path} not found (working directory {os.getcwd()}); run "
+          f"configs live under {os.path.join(ROOT, 'configs')}, e.g. "
+          f"configs/demo_fashion_mnist.gin.")
   gin.parse_config_files_and_bindings(list(files), list(bindings),
                                       skip_unknown=skip_unknown,
                                       finalize_config=finalize)

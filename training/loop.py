@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from training import checkpoints as checkpoints_lib
+from training import preemption
 
 # Input seeds of consecutive resumes must differ for any base seed.
 _RESUME_SEED_STRIDE = 7919
@@ -127,7 +128,7 @@ class Loop:
 
   def restore(self) -> Optional[str]:
     """Restores the newest checkpoint of `ckpt_dir`; its prefix, or None."""
-    return self.checkpoints.restore_latest()
+    return self.checkpoints.restore_latest(log=self.log)
 
   def save(self) -> str:
     self._last_save = time.time()
@@ -193,6 +194,11 @@ class Loop:
       steps_run += n
       for m in self.metrics.values():
         m.reset_state()
+      if preemption.requested():
+        path = self.save()
+        raise preemption.Preempted(
+            f"{self.prefix}SIGTERM received; saved {path} at step {step}. Rerun "
+            f"the same command to resume from it.")
       if (self.checkpoint_secs is not None
           and time.time() - self._last_save >= self.checkpoint_secs):
         self.save()

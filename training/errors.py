@@ -1,0 +1,47 @@
+"""How the command lines end: one line naming the fix, and a status scripts can read.
+
+  0   done
+  1   the run failed (e.g. a non-finite loss; the line says where it stopped)
+  2   bad input: unknown name, impossible setting, missing file or data, a
+      workdir in use or made by another config; nothing was trained
+  75  preempted (SIGTERM): a checkpoint was saved, rerun the same command
+
+Bad input is answered with its message alone; `--debug` shows the traceback.
+"""
+import sys
+from typing import Callable
+
+from training import preemption
+from training import workdir_lock
+
+BAD_INPUT_STATUS = 2
+FAILED_STATUS = 1
+
+# What our checks raise for a user's mistake. gin reports unknown names and
+# syntax errors (with file and line) as ValueError / SyntaxError.
+BAD_INPUT = (ValueError, FileNotFoundError, NotADirectoryError, SyntaxError,
+             workdir_lock.WorkdirLocked)
+
+
+def _one_line(e: BaseException) -> str:
+  text = " ".join(str(e).split())
+  return text or type(e).__name__
+
+
+def run_cli(main: Callable[[], object], debug: bool = False):
+  """Runs `main()`; exits with the status above instead of a traceback."""
+  try:
+    return main()
+  except preemption.Preempted as e:
+    print(f"Preempted: {_one_line(e)}", file=sys.stderr)
+    sys.exit(preemption.EXIT_STATUS)
+  except FloatingPointError as e:
+    if debug:
+      raise
+    print(f"Failed: {_one_line(e)}", file=sys.stderr)
+    sys.exit(FAILED_STATUS)
+  except BAD_INPUT as e:
+    if debug:
+      raise
+    print(f"Error: {_one_line(e)} (--debug shows the traceback)", file=sys.stderr)
+    sys.exit(BAD_INPUT_STATUS)

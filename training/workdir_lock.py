@@ -1,0 +1,132 @@
+"""One process per workdir: a lock file naming who holds it.
+
+Two processes on one workdir would both train to the end, write the same
+checkpoints (one escaping `max_to_keep`), features and results. The lock is
+`<workdir>/lock`, created atomically (O_EXCL) with the holder's host, pid,
+start time and command. A second process refuses at once, naming the first; a
+lock left by a killed process on this host (its pid is gone) is taken over.
+Remote workdirs (`gs://...`) are not locked: no atomic create there.
+
+Whoever takes the lock also removes what killed writers left behind (only the
+holder can know nobody is writing them): checkpoints' `*_temp` directories,
+the feature cache's `.tmp-*` entries, `*.tmp` files of atomic writes.
+"""
+
+# Relative to the workdir; `**` reaches the SGD heads' own checkpoints.
+LEFTOVERS = ("**/checkpoints/*_temp*", "features/.tmp-*", "*.tmp",
+             "**/*.json.tmp")
+import datetime
+import glob
+import json
+import os
+import shutil
+import socket
+import sys
+from typing import Callable, Dict, List, Optional
+
+LOCK_NAME = "lock"
+
+
+class WorkdirLocked(RuntimeError):
+  """Another live process holds the workdir."""
+
+
+def remove_leftovers(workdir: str) -> List[str]:
+  """Deletes temporaries of killed writers under `workdir`; their paths."""
+  found = sorted({p for pattern in LEFTOVERS
+                  for p in glob.glob(os.path.join(workdir, pattern), recursive=True)})
+  for path in found:
+    if os.path.isdir(path):
+      shutil.rmtree(path, ignore_errors=True)
+    elif os.path.exists(path):
+      os.remove(path)
+  return found
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # exists, owned by someone else
+    return True
+  return True
+
+
+def _read(path: str) -> Optional[Dict]:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+class Lock:
+  """Holds `<workdir>/lock` until `release()` (also a context manager)."""
+
+  def __init__(self, workdir: str, log: Callable[[str], None] = print):
+    self.path = os.path.join(workdir, LOCK_NAME)
+    self.log = log
+    self.held = False
+    self._depth = 0
+
+  def acquire(self) -> "Lock":
+    if self._depth:
+      self._depth += 1
+      return self
+    if "://" in self.path:
+      self._depth = 1
+      return self
+    os.makedirs(os.path.dirname(self.path), exist_ok=True)
+    me = dict(host=socket.gethostname(), pid=os.getpid(),
+              start_time=datetime.datetime.now(datetime.timezone.utc)
+              .isoformat(timespec="seconds"),
+              command=" ".join([sys.executable] + sys.argv))
+    for _ in range(2):
+      try:
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      except FileExistsError:
+        holder = _read(self.path) or {}
+        if holder.get("host") == me["host"] and holder.get("pid") == me["pid"]:
+          # This very process holds it already (another Lock object): the
+          # first one releases it.
+          self._depth = 1
+          return self
+        if holder.get("host") == me["host"] and not _alive(int(holder.get("pid", -1))):
+          self.log(f"Taking over the lock of pid {holder.get('pid')} (started "
+                   f"{holder.get('start_time')}), which no longer runs.")
+          os.remove(self.path)
+          continue
+        raise WorkdirLocked(
+            f"{os.path.dirname(self.path)} is in use by pid {holder.get('pid')} on "
+            f"{holder.get('host')} since {holder.get('start_time')} "
+            f"({holder.get('command', '?')}). Wait for it to finish, use another "
+            f"--workdir, or, if that process is gone, delete {self.path}.")
+      with os.fdopen(fd, "w") as f:
+        json.dump(me, f)
+      break
+    self.held = True
+    self._depth = 1
+    removed = remove_leftovers(os.path.dirname(self.path))
+    if removed:
+      self.log(f"Removed {len(removed)} temporary file(s) a killed run left "
+               f"behind: {', '.join(os.path.relpath(p, os.path.dirname(self.path)) for p in removed[:5])}"
+               + (" ..." if len(removed) > 5 else ""))
+    return self
+
+  def release(self) -> None:
+    if not self._depth:
+      return
+    self._depth -= 1
+    if self._depth or not self.held:
+      return
+    holder = _read(self.path) or {}
+    if holder.get("pid") == os.getpid():
+      os.remove(self.path)
+    self.held = False
+
+  def __enter__(self):
+    return self.acquire()
+
+  def __exit__(self, *exc):
+    self.release()
