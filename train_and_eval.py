@@ -50,6 +50,9 @@ flags.DEFINE_string("data_dir", None, "tfds data_dir (default: tfds default).")
 flags.DEFINE_string("manual_dir", None,
                     "Where manually downloaded dataset archives/files are.")
 flags.DEFINE_bool("debug", False, "Show the traceback of a bad-input error.")
+flags.DEFINE_bool("overwrite_config", False,
+                  "Run on a workdir whose model was trained with another trunk, "
+                  "pipeline, dataset or seed than the config says.")
 
 
 @gin.configurable("experiment")
@@ -96,8 +99,41 @@ def _git_commit():
     return "unknown"
 
 
+def model_config(settings, task):
+  """What makes a workdir's model that model: a rerun must not change it."""
+  config = {f"experiment.{k}": settings[k] for k in ("task", "dataset", "seed")}
+  config.update({f"get_model.{k}": repr(v)
+                 for k, v in sorted(gin.get_bindings("get_model").items())})
+  config.update({f"{task.name}.pp_{mode}": task.preprocess(mode)
+                 for mode in task_lib.MODES})
+  return config
+
+
+def check_model_config(workdir, config, overwrite=False):
+  """Refuses a config that would change the model a workdir holds.
+
+  Raises:
+    ValueError: listing each setting the workdir was made with and the new one.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  try:
+    with open(os.path.join(workdir, "run.json")) as f:
+      old = json.load(f).get("model_config")
+  except (OSError, ValueError):
+    old = None
+  if not old or old == config or overwrite:
+    return
+  diff = [k for k in sorted(set(old) | set(config)) if old.get(k) != config.get(k)]
+  was = "; ".join(f"{k} = {old.get(k, '(default)')}" for k in diff)
+  now = "; ".join(f"{k} = {config.get(k, '(default)')}" for k in diff)
+  raise ValueError(
+      f"{workdir} holds a model made with {was}, but this config says {now}. "
+      f"Use another --workdir for another model, or pass --overwrite_config if "
+      f"the change is deliberate (the checkpoints must still fit).")
+
+
 def _write_run_json(workdir, settings, strategy, started, finished=None,
-                    status="running"):
+                    status="running", config=None):
   """run.json: the latest invocation's fields, and every invocation's record.
 
   A rerun (resume, more evaluations) appends to `invocations` instead of
@@ -135,6 +171,7 @@ def _write_run_json(workdir, settings, strategy, started, finished=None,
                   devices=[d.name for d in tf.config.list_logical_devices()],
                   host=platform.node()),
       start_time=started, end_time=finished, status=status,
+      model_config=config or old.get("model_config"),
       invocations=invocations)
   with open(path + ".tmp", "w") as f:
     json.dump(doc, f, indent=2)
@@ -160,7 +197,8 @@ def _print_summary(results):
   print("=" * 72)
 
 
-def run(workdir, mode, strategy, data_dir=None, manual_dir=None):
+def run(workdir, mode, strategy, data_dir=None, manual_dir=None,
+        overwrite_config=False):
   """One run: train (resumable), pretext eval, linear eval; writes the workdir.
 
   One process per workdir (`training/workdir_lock.py`): a second refuses.
@@ -168,14 +206,16 @@ def run(workdir, mode, strategy, data_dir=None, manual_dir=None):
   os.makedirs(workdir, exist_ok=True)
   settings = experiment_settings()
   with workdir_lock.Lock(workdir):
-    return _run(workdir, mode, strategy, settings, data_dir, manual_dir)
+    return _run(workdir, mode, strategy, settings, data_dir, manual_dir,
+                overwrite_config)
 
 
-def _run(workdir, mode, strategy, settings, data_dir, manual_dir):
+def _run(workdir, mode, strategy, settings, data_dir, manual_dir,
+         overwrite_config):
   started = _now()
   try:
     return _run_stages(workdir, mode, strategy, settings, data_dir, manual_dir,
-                       started)
+                       started, overwrite_config)
   except preemption.Preempted as e:
     _write_run_json(workdir, settings, strategy, started, _now(),
                     status=f"preempted: {e}")
@@ -186,15 +226,26 @@ def _run(workdir, mode, strategy, settings, data_dir, manual_dir):
     raise
 
 
-def _run_stages(workdir, mode, strategy, settings, data_dir, manual_dir, started):
+def _run_stages(workdir, mode, strategy, settings, data_dir, manual_dir, started,
+                overwrite_config):
   dataset = dataset_registry.get_dataset(
       settings["dataset"], data_dir=data_dir, manual_dir=manual_dir)
   dataset.prepare()
   task = task_lib.get_task(settings["task"], num_classes=dataset.num_classes)
-  _write_run_json(workdir, settings, strategy, started)
+  # What would only fail after training fails now: pipelines, a workdir made
+  # by another model, the evaluated layers, the evaluation splits (transfer
+  # datasets: checked when present).
+  task.check_pipelines()
+  config = model_config(settings, task)
+  check_model_config(workdir, config, overwrite_config)
+  _write_run_json(workdir, settings, strategy, started, config=config)
 
   trainer = trainer_lib.Trainer(task, dataset, workdir, strategy,
                                 seed=settings["seed"])
+  protocols = settings["protocols"] if settings["linear_eval_enabled"] else []
+  if mode != "train" and protocols:
+    protocols_lib.check_settings(
+        protocols, [dataset], task.end_point_names(trainer.model, dataset))
   if mode in ("train", "train_and_eval"):
     step = trainer.train()
     # gin: hub_export.enabled / hub_export.every_checkpoint.
@@ -292,7 +343,8 @@ def main(argv):
     config_lib.parse(FLAGS.config, FLAGS.gin_bindings)
     strategy = strategy_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
     t0 = time.time()
-    run(FLAGS.workdir, FLAGS.mode, strategy, FLAGS.data_dir, FLAGS.manual_dir)
+    run(FLAGS.workdir, FLAGS.mode, strategy, FLAGS.data_dir, FLAGS.manual_dir,
+        FLAGS.overwrite_config)
     print(f"Total time {time.time() - t0:.0f}s. Workdir: {FLAGS.workdir}")
   errors.run_cli(main_run, FLAGS.debug)
 

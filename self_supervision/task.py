@@ -16,7 +16,7 @@ import abc
 import collections
 import importlib
 import pkgutil
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import keras
 import tensorflow as tf
@@ -117,6 +117,32 @@ class Task(abc.ABC):
     if mode not in self._pp:
       raise ValueError(f"Unknown preprocessing mode {mode!r}; use one of {MODES}.")
     return self._pp[mode]
+
+  def check_pipelines(self) -> None:
+    """Builds every pipeline once, so a typo fails now, not after training.
+
+    Raises:
+      ValueError: naming the binding (`rotation.pp_representation`) and the op.
+    """
+    # The representation first: the pretext-eval pipeline is often derived
+    # from it, and the error should name the binding the user wrote.
+    for mode in (REPRESENTATION, TRAIN, PRETEXT_EVAL):
+      for training in (True, False):
+        try:
+          preprocess_registry.get_preprocess_ops(self.preprocess(mode),
+                                                 training=training)
+        except ValueError as e:
+          raise ValueError(f"{self.name}.pp_{mode} = {self.preprocess(mode)!r}: "
+                           f"{e}") from e
+
+  def end_point_names(self, model: keras.Model, dataset,
+                      split: str = "train") -> List[str]:
+    """The end points `representation` gives for `dataset`'s images, in order."""
+    spec = input_pipeline.make_dataset(
+        dataset, split, self.preprocess(REPRESENTATION), 1, training=False,
+        repeat=False).element_spec
+    zeros = tf.zeros([1] + spec["image"].shape[1:].as_list(), spec["image"].dtype)
+    return list(self.representation(model, zeros))
 
   def unit_range_pipeline(self) -> str:
     """The representation pipeline without its scaling: images in [0, 1].

@@ -126,9 +126,9 @@ def test_a_diverging_run_fails_in_one_line_and_says_so_in_run_json(tmp_path):
 
 
 @pytest.mark.parametrize("binding,message", [
-    ("rotation.pp_representation = 'decode|resize(32)|value_rnge(-1, 1)'",
-     "rotation.pp_representation = 'decode|resize(32)|value_rnge(-1, 1)': "
-     "Unknown preprocessing op 'value_rnge'"),
+    ("rotation.pp_representation = 'decode|resise(32)|value_range(-1, 1)'",
+     "rotation.pp_representation = 'decode|resise(32)|value_range(-1, 1)': "
+     "Unknown preprocessing op 'resise'"),
     ("linear_eval.layers = ['pre_logits', 'block9']",
      "linear_lbfgs: linear_eval.layers names ['block9'], not end points of this "
      "trunk; it has after_root, block1, block2, block3, block4, pre_logits"),
@@ -139,3 +139,84 @@ def test_what_would_fail_after_training_fails_before_it(tmp_path, binding, messa
   _bad_input(_cli(["train_and_eval.py", DEMO, f"--workdir={tmp_path}",
                    f"--gin_bindings={binding}"]), message)
   assert not os.path.exists(tmp_path / "checkpoints" / "checkpoint")
+
+
+@pytest.mark.slow
+def test_a_workdir_refuses_a_config_that_changes_its_model(tmp_path):
+  base = ["train_and_eval.py", DEMO, f"--workdir={tmp_path}",
+          "--gin_bindings=train.epochs = 0",
+          "--gin_bindings=experiment.linear_eval_enabled = False",
+          "--gin_bindings=hub_export.enabled = False"]
+  first = _cli(base)
+  assert first.returncode == 0, first.stderr[-2000:]
+  line = _bad_input(_cli(base + ["--gin_bindings=get_model.width = 2"]),
+                    "holds a model made with get_model.width = 1, but this config "
+                    "says get_model.width = 2")
+  assert "--overwrite_config" in line
+  pp = "rotation.pp_representation = 'decode|resize(28)|resize(32)|value_range(-1, 1)'"
+  _bad_input(_cli(base + [f"--gin_bindings={pp}"]),
+             "rotation.pp_representation = decode|resize(32)|value_range(-1, 1),")
+  # Evaluation settings and longer training are not the model: allowed.
+  again = _cli(base + ["--gin_bindings=linear_eval.max_iter = 7"])
+  assert again.returncode == 0, again.stderr[-2000:]
+  forced = _cli(base + [f"--gin_bindings={pp}", "--overwrite_config"])
+  assert forced.returncode == 0, forced.stderr[-2000:]
+  with open(tmp_path / "run.json") as f:
+    doc = json.load(f)
+  assert [i["status"] for i in doc["invocations"]] == ["done", "done", "done"]
+  assert doc["model_config"]["get_model.width"] == "1"
+
+
+def test_a_hub_module_path_that_is_not_a_module_is_named(tmp_path):
+  (tmp_path / "not_a_module").mkdir()
+  _bad_input(_cli(["-m", "evaluation", f"--hub_module={tmp_path}/not_a_module",
+                   "--dataset=fashion_mnist", f"--workdir={tmp_path}/eval"]),
+             f"{tmp_path}/not_a_module has no assets/metadata.json: it is not a module")
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_loses_at_most_a_checkpoint_interval(tmp_path):
+  import random  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / "run")
+  args = [sys.executable, "train_and_eval.py", DEMO, f"--workdir={workdir}",
+          "--gin_bindings=train.epochs = 0.05", "--gin_bindings=train.steps_per_loop = 2",
+          # A checkpoint after every loop: kills land in saves too.
+          "--gin_bindings=train.checkpoint_secs = 0",
+          "--gin_bindings=experiment.linear_eval_enabled = False",
+          "--gin_bindings=experiment.evaluate_random_init = False",
+          "--gin_bindings=hub_export.enabled = False"]
+  rng = random.Random(0)
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  last = 0
+  for kill in range(3):
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+      lines = 0
+      for line in proc.stdout:
+        if line.startswith("step "):
+          lines += 1
+          if lines == 1:
+            time.sleep(rng.uniform(0.0, 1.0))  # somewhere in a loop or a save
+            break
+    finally:
+      proc.kill()
+      proc.wait()
+    from training import checkpoints  # pylint: disable=g-import-not-at-top
+    found = checkpoints.steps(ckpt_dir)
+    assert found, f"kill {kill}: no checkpoint"
+    newest = max(found)
+    # Never behind the last checkpoint seen; each one on disk reads whole.
+    assert newest >= last
+    last = newest
+    for prefix in found.values():
+      assert checkpoints.readable(prefix), prefix
+  done = _cli(args[1:])
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert f"Resumed from {ckpt_dir}/ckpt-" in done.stdout
+  assert "Training done at step 43" in done.stdout  # ceil(0.05 * 55000 / 64)
+  assert not [p for p in os.listdir(ckpt_dir) if "_temp" in p]
+  assert not os.path.exists(os.path.join(workdir, "lock"))
+  with open(os.path.join(workdir, "results.json")) as f:
+    assert json.load(f)["run"]["steps"] == 43

@@ -157,4 +157,20 @@ class Manager:
                                                **self._manager_args)
 
   def save(self, step: int) -> str:
-    return self._manager.save(checkpoint_number=step)
+    """Writes `ckpt-<step>`; its prefix.
+
+    Raises:
+      OSError: the checkpoint could not be written (a full disk, a read-only
+        workdir); the ones before it are intact (TF writes to a temporary
+        directory first, removed at the next start).
+    """
+    try:
+      return self._manager.save(checkpoint_number=step)
+    except (tf.errors.OpError, OSError) as e:
+      first_line = (str(e).strip().splitlines() or [""])[0][:200]
+      raise OSError(
+          f"Could not write checkpoint {step} in {self._manager_args['directory']} "
+          f"({type(e).__name__}: {first_line}): is the disk full or the workdir "
+          f"read-only? The previous checkpoint "
+          f"({self._manager.latest_checkpoint or 'none yet'}) is intact; free "
+          f"space and rerun the same command.") from e

@@ -1,7 +1,7 @@
 """How the command lines end: one line naming the fix, and a status scripts can read.
 
   0   done
-  1   the run failed (e.g. a non-finite loss; the line says where it stopped)
+  1   the run failed (a non-finite loss, a full disk; the line says where)
   2   bad input: unknown name, impossible setting, missing file or data, a
       workdir in use or made by another config; nothing was trained
   75  preempted (SIGTERM): a checkpoint was saved, rerun the same command
@@ -45,3 +45,8 @@ def run_cli(main: Callable[[], object], debug: bool = False):
       raise
     print(f"Error: {_one_line(e)} (--debug shows the traceback)", file=sys.stderr)
     sys.exit(BAD_INPUT_STATUS)
+  except OSError as e:  # the machine, not the input: a full disk, say
+    if debug:
+      raise
+    print(f"Failed: {_one_line(e)}", file=sys.stderr)
+    sys.exit(FAILED_STATUS)

@@ -79,3 +79,19 @@ def test_a_checkpoint_of_another_model_is_an_error_not_damage(tmp_path):
     manager.restore_latest(log=lambda _: None)
   assert list(checkpoints.steps(ckpt_dir)) == [3]
   assert not os.path.exists(os.path.join(ckpt_dir, "damaged"))
+
+
+def test_a_checkpoint_that_cannot_be_written_leaves_the_previous_ones(tmp_path, monkeypatch):
+  workdir = str(tmp_path)
+  step = tf.Variable(3, dtype=tf.int64)
+  manager = checkpoints.Manager(checkpoints.directory(workdir), step,
+                                weight=tf.Variable(1.0))
+  manager.save(3)
+
+  def full_disk(*args, **kwargs):
+    raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+  monkeypatch.setattr(manager._manager, "save", full_disk)  # pylint: disable=protected-access
+  with pytest.raises(OSError, match="Could not write checkpoint 4 .*No space left "
+                     "on device.*is the disk full.*ckpt-3\\) is intact"):
+    manager.save(4)
+  assert list(checkpoints.steps(checkpoints.directory(workdir))) == [3]
