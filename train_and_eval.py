@@ -273,7 +273,6 @@ def _run_stages(workdir, mode, strategy, settings, data_dir, manual_dir, started
       results = results_lib.update(workdir, pretext=dict(
           split=trainer.eval_split, step=step, **pretext))
       print(f"  pretext accuracy {100 * pretext['accuracy']:.2f}%")
-    protocols = settings["protocols"] if settings["linear_eval_enabled"] else []
     if protocols:
       datasets = [dataset] + present_datasets(settings["transfer_datasets"],
                                               data_dir, manual_dir)

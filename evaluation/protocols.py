@@ -72,27 +72,25 @@ _SPLIT_ARGS = ("train_split", "val_split", "eval_split")
 
 
 def check_settings(protocols: Sequence[str], datasets: Sequence,
-                   end_points: Sequence[str], overrides: Optional[Dict] = None
-                   ) -> None:
+                   end_points: Sequence[str]) -> None:
   """Before any training: each protocol's layers are end points of the trunk
   and its splits exist in every dataset it will be scored on.
 
   Raises:
     ValueError: naming the binding, the bad value and the valid ones.
   """
-  overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
   for protocol in check_protocols(protocols):
     fn, scope = ((linear_eval.evaluate, "linear_eval")
                  if protocol == linear_eval.PROTOCOL
                  else (sgd_eval.evaluate, "sgd_eval"))
-    layers, _, _ = _entry_settings(protocol, overrides)
+    layers, _, _ = _entry_settings(protocol, {})
     unknown = [l for l in layers if l not in end_points]
     if unknown:
       raise ValueError(
           f"{protocol}: {scope}.{'layers' if scope == 'linear_eval' else 'layer'} "
           f"names {unknown}, not end points of this trunk; it has "
           f"{', '.join(end_points)}.")
-    settings = resolved_settings(fn, overrides)
+    settings = resolved_settings(fn, {})
     for arg in _SPLIT_ARGS:
       split = settings.get(arg)
       if split is None:

@@ -26,6 +26,9 @@ import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from evaluation import results as results_lib  # noqa: E402  (stdlib only)
 
 # Table 1's rows: (file name, paper's row name, model name, last_relu).
 TRUNKS = (
@@ -266,11 +269,12 @@ def state(workdir: str, run: Run) -> str:
     return "partial"
   # The run's own dataset (transfer entries, e.g. Places, come when present).
   own = info.get("dataset")
-  want = run.dataset or own
-  have = {(e.get("protocol"), e.get("layer"), float(e.get("fraction", 1.0)),
-           e.get("eval_split")) for e in results.get("evaluations", [])
-          if e.get("trunk") == f"trained@{steps}" and e.get("dataset", own) == want}
-  return "done" if all(tuple(x) in have for x in run.expect) else "partial"
+  done = all(results_lib.has_entry(
+      results, default_dataset=own, trunk=f"trained@{steps}",
+      dataset=run.dataset or own, protocol=protocol, layer=layer,
+      fraction=fraction, eval_split=split)
+             for protocol, layer, fraction, split in run.expect)
+  return "done" if done else "partial"
 
 
 def plan(grid: str, root: str, python: str = "python") -> List[Tuple[str, str, str, str]]:
@@ -299,7 +303,6 @@ def cell_flops(task: str, trunk: str, k: int) -> Tuple[float, float]:
   Evaluation: one forward of the representation (9 patches for the patch
   tasks) of every `train` and `val` image; L-BFGS runs on the host.
   """
-  sys.path.insert(0, ROOT)
   from models import flops  # pylint: disable=g-import-not-at-top
   model = TRUNKS[TRUNK_NAMES.index(trunk)][2]
   full = flops.count_flops(model, k, image_size=224)

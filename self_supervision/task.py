@@ -138,11 +138,16 @@ class Task(abc.ABC):
   def end_point_names(self, model: keras.Model, dataset,
                       split: str = "train") -> List[str]:
     """The end points `representation` gives for `dataset`'s images, in order."""
+    zeros = self._zero_batch(dataset, split, REPRESENTATION)
+    return list(self.representation(model, zeros["image"]))
+
+  def _zero_batch(self, dataset, split: str, mode: str) -> Dict[str, tf.Tensor]:
+    """One all-zero example shaped like `mode`'s pipeline output on `dataset`."""
     spec = input_pipeline.make_dataset(
-        dataset, split, self.preprocess(REPRESENTATION), 1, training=False,
+        dataset, split, self.preprocess(mode), 1, training=False,
         repeat=False).element_spec
-    zeros = tf.zeros([1] + spec["image"].shape[1:].as_list(), spec["image"].dtype)
-    return list(self.representation(model, zeros))
+    return {k: tf.zeros([1] + s.shape[1:].as_list(), s.dtype)
+            for k, s in spec.items()}
 
   def unit_range_pipeline(self) -> str:
     """The representation pipeline without its scaling: images in [0, 1].
@@ -178,12 +183,8 @@ class Task(abc.ABC):
     """
     keras.utils.set_random_seed(seed)
     model = self.build_model(seed)
-    spec = input_pipeline.make_dataset(
-        dataset, split, self.preprocess(TRAIN), 1, training=False,
-        repeat=False).element_spec
-    zeros = {k: tf.zeros([1] + s.shape[1:].as_list(), s.dtype)
-             for k, s in spec.items()}
-    self.compute_loss(model, zeros, training=False)
+    self.compute_loss(model, self._zero_batch(dataset, split, TRAIN),
+                      training=False)
     return model
 
   @abc.abstractmethod
