@@ -235,7 +235,7 @@ def _run_stages(workdir, mode, strategy, settings, data_dir, manual_dir, started
   # What would only fail after training fails now: pipelines, a workdir made
   # by another model, the evaluated layers, the evaluation splits (transfer
   # datasets: checked when present).
-  task.check_pipelines()
+  task.check_pipelines(dataset)
   config = model_config(settings, task)
   check_model_config(workdir, config, overwrite_config)
   _write_run_json(workdir, settings, strategy, started, config=config)
@@ -338,7 +338,9 @@ def main(argv):
   preemption.install()
 
   def main_run():
-    task_lib.task_names()  # imports every task, so gin knows their configurables
+    # Imports every task and dataset, so gin knows their configurables.
+    task_lib.task_names()
+    dataset_registry.dataset_names()
     config_lib.parse(FLAGS.config, FLAGS.gin_bindings)
     strategy = strategy_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
     t0 = time.time()

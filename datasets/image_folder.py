@@ -20,11 +20,18 @@ decodes them), plus 'label', 'index' and 'path'. Each file is checked to be a
 complete JPEG or PNG as it is read, so a truncated file stops the pipeline with an
 error naming it; `check_images(root)` (or `python -m datasets.image_folder --check
 ROOT`) fully decodes every file and lists all bad ones at once.
+
+`bad_images='skip'` (gin: `image_folder.bad_images = 'skip'`) instead reads every
+file once, before the first use of a split, and leaves out those that are not
+complete JPEGs or PNGs, logging how many and which. Leaving them out of the file
+lists, rather than filtering the stream, keeps split sizes (epochs, steps) and
+'index' (0..n-1) right.
 """
 import argparse
 import os
 import sys
 
+import gin
 import numpy as np
 import tensorflow as tf
 
@@ -46,6 +53,15 @@ LAYOUT_HINT = (
     'Arrange images as <root>/<class_name>/*.jpg|jpeg|png, or as '
     '<root>/train/<class_name>/..., <root>/test/<class_name>/... and optionally '
     '<root>/val/<class_name>/....')
+
+
+BAD_IMAGES = ('fail', 'skip')
+
+
+@gin.configurable('image_folder')
+def bad_images_setting(bad_images='fail'):
+  """What an ImageFolder does with undecodable files when not told: 'fail' or 'skip'."""
+  return bad_images
 
 
 def _check_command(root):
@@ -135,14 +151,17 @@ class ImageFolder:
     splits: the splits this layout has (all but 'test' for class folders).
   """
 
-  def __init__(self, root, holdout_every=HOLDOUT_EVERY, *, data_dir=None,
-               manual_dir=None):
+  def __init__(self, root, holdout_every=HOLDOUT_EVERY, *, bad_images=None,
+               data_dir=None, manual_dir=None):
     """Lists the files of every split (no image is read here).
 
     Args:
       root: the folder; see the module docstring for the layouts.
       holdout_every: without a val folder, every holdout_every-th file of each
         class (in sorted order) is held out as val.
+      bad_images: 'fail' (stop at the first file that is not a complete JPEG
+        or PNG, naming it) or 'skip' (leave such files out, logging them);
+        None: the gin binding `image_folder.bad_images`, 'fail' by default.
       data_dir: unused (the images are read in place); accepted, like
         manual_dir, because registry.get_dataset passes both to every dataset.
       manual_dir: unused.
@@ -155,9 +174,16 @@ class ImageFolder:
         holdout_every < 2):
       raise ValueError(f'image_folder: holdout_every must be an int >= 2 (every n-th '
                        f'file is val), got {holdout_every!r}.')
+    if bad_images is None:
+      bad_images = bad_images_setting()
+    if bad_images not in BAD_IMAGES:
+      raise ValueError(f'image_folder: bad_images must be one of '
+                       f'{", ".join(map(repr, BAD_IMAGES))}, got {bad_images!r}.')
     if not os.path.isdir(root):
       raise FileNotFoundError(f'image_folder: {root} is not a folder. {LAYOUT_HINT}')
     self.root = root
+    self.bad_images = bad_images
+    self._checked = bad_images == 'fail'
     self.name = f'image_folder:{root}'
     self.image_shape = (None, None, 3)
     self.holdout_every = holdout_every
@@ -202,7 +228,32 @@ class ImageFolder:
           f'image_folder: {self.root} has no test split; put the images in '
           f'{os.path.join(self.root, "train")}/<class>/ and '
           f'{os.path.join(self.root, "test")}/<class>/ to have one.')
+    if not self._checked:
+      self._leave_out_bad_images()
     return self._splits[split]
+
+  def _leave_out_bad_images(self):
+    """bad_images='skip': drops every incomplete file from every split, once."""
+    self._checked = True
+    paths = sorted({p for files, _ in self._splits.values() for p in files})
+    complete = tf.data.Dataset.from_tensor_slices(np.array(paths, dtype=str)).map(
+        lambda path: looks_complete(tf.io.read_file(path)),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ok = np.concatenate(list(complete.batch(4096).as_numpy_iterator()))
+    bad = {p for p, good in zip(paths, ok) if not good}
+    if not bad:
+      return
+    shown = sorted(bad)[:5]
+    print(f'image_folder: skipping {len(bad)} of {len(paths)} files under '
+          f'{self.root} that are not complete JPEG or PNG images '
+          f'(image_folder.bad_images=\'skip\'): {", ".join(shown)}'
+          f'{", ..." if len(bad) > len(shown) else ""}', flush=True)
+    for split, (files, labels) in self._splits.items():
+      kept = [(p, label) for p, label in zip(files, labels) if p not in bad]
+      self._splits[split] = ([p for p, _ in kept], [label for _, label in kept])
+    if not self._splits['trainval'][0]:
+      raise ValueError(f'image_folder: no complete image under {self.root}; '
+                       f'{_check_command(self.root)}.')
 
   def files(self, split):
     """(paths, labels) of a split, in the order that 'index' numbers them."""
@@ -215,7 +266,7 @@ class ImageFolder:
 
   def prepare(self):
     """Nothing to build; prints the split sizes found."""
-    sizes = ', '.join(f'{s} {len(self._splits[s][0])}' for s in self.splits)
+    sizes = ', '.join(f'{s} {self.num_examples(s)}' for s in self.splits)
     print(f'{self.name}: {self.num_classes} classes; {sizes} images', flush=True)
 
   def as_dataset(self, split, *, shuffle_files=False, seed=0, input_context=None):

@@ -4,6 +4,11 @@ Randomness is made deterministic here: every example gets a `_rng` seed derived
 from (run seed, input pipeline id, position in the stream), and the preprocessing
 ops draw from it with stateless random ops. Parallel maps then give the same
 batches for the same seed, whatever the thread scheduling.
+
+The training stream is a function of (seed, pipeline, position) too: each epoch
+is shuffled by a seed of its own, so a pipeline can be rebuilt at any position
+(`start`) and yields exactly what an uninterrupted one yields from there on;
+that is what makes a resumed run reproduce the uninterrupted run.
 """
 from typing import Optional, Tuple
 
@@ -12,6 +17,68 @@ import tensorflow as tf
 from datasets import preprocess_registry
 
 AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _epoch_seed(seed: int, pipeline_id: int, epoch):
+  """The shuffle seed of one epoch of one pipeline (`epoch`: int or int64 tensor)."""
+  return seed * 1_000_003 + pipeline_id * 7_919 + epoch * 104_729
+
+
+def stream(raw: tf.data.Dataset, *, start: int = 0, repeat: bool,
+           shuffle_buffer: int, seed: int, pipeline_id: int = 0
+           ) -> tf.data.Dataset:
+  """(position, element) pairs of `raw`'s epochs, from position `start` on.
+
+  Epoch e is `raw` shuffled with a buffer of `shuffle_buffer` (none when <= 1)
+  and the seed `_epoch_seed(seed, pipeline_id, e)`, the same order every time
+  it is built. Rebuilding at `start` skips at most one epoch of `raw`'s
+  elements; `raw` should therefore hold records not yet decoded. Where `raw`'s
+  length is not static (a filtered subset) it is counted once, by a pass.
+
+  Args:
+    raw: one epoch of one pipeline's examples (already sharded).
+    start: elements this pipeline has already delivered (0 for a new run).
+    repeat: repeat epochs forever; otherwise one epoch.
+    shuffle_buffer, seed, pipeline_id: as above.
+
+  Returns:
+    tf.data.Dataset of (int64 position, element); positions count from 0 at
+    the start of the first epoch, so the first one yielded is `start`.
+  """
+  def epoch(e):
+    if shuffle_buffer <= 1:
+      return raw
+    return raw.shuffle(shuffle_buffer, seed=_epoch_seed(seed, pipeline_id, e),
+                       reshuffle_each_iteration=False)
+
+  def traced_epoch(e):
+    # flat_map traces this with `e` a tensor. A tensor seed fails in TF's
+    # seed logic when the global seed is a multiple of 2**31 - 1 (0, the
+    # default run seed: it compares the tensor to 0 as a Python bool). This
+    # function's own graph needs no global seed: the epoch seed fixes the
+    # order by itself.
+    tf.compat.v1.get_default_graph().seed = None
+    return epoch(e)
+
+  first_epoch, offset = 0, int(start)
+  if start:
+    length = int(raw.cardinality())
+    if length < 0:
+      length = int(raw.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+    if length == 0:
+      raise ValueError("The training split of this input pipeline is empty; "
+                       "check the dataset and its low-data fraction.")
+    first_epoch, offset = divmod(int(start), length)
+    if not repeat and first_epoch:
+      raise ValueError(f"start={start} is past the one epoch of {length} "
+                       f"examples.")
+  if repeat:
+    ds = tf.data.Dataset.range(first_epoch, tf.int64.max).flat_map(traced_epoch)
+  else:
+    ds = epoch(0)
+  if offset:
+    ds = ds.skip(offset)
+  return ds.enumerate(start=int(start))
 
 
 def _add_rng(seed: int, pipeline_id: int):
@@ -30,7 +97,7 @@ def _drop_private(features):
 
 
 def make_dataset(dataset, split: str, pp: str, batch_size: int, *,
-                 training: bool, seed: int = 0,
+                 training: bool, seed: int = 0, start: int = 0,
                  input_context: Optional[tf.distribute.InputContext] = None,
                  shuffle_buffer: int = 10_000, cache: bool = False,
                  repeat: Optional[bool] = None,
@@ -46,6 +113,9 @@ def make_dataset(dataset, split: str, pp: str, batch_size: int, *,
     training: random ops random, shuffled, repeated forever, full batches only.
       Otherwise one ordered pass with a final partial batch.
     seed: run seed; same seed, same batches.
+    start: examples this pipeline has already delivered (a resumed run's step
+      times its share of the global batch): the batches are those an
+      uninterrupted pipeline yields from there on.
     input_context: shards the split between input pipelines.
     cache: keep decoded examples in memory (small datasets).
     repeat: override the default (training) of repeating forever.
@@ -58,7 +128,7 @@ def make_dataset(dataset, split: str, pp: str, batch_size: int, *,
     'label' is [batch].
   """
   ds, finish = _build(dataset, split, pp, batch_size, training=training,
-                      seed=seed, input_context=input_context,
+                      seed=seed, start=start, input_context=input_context,
                       shuffle_buffer=shuffle_buffer, cache=cache, repeat=repeat,
                       batch_preprocessing=batch_preprocessing, defer=False)
   assert finish is None
@@ -88,7 +158,7 @@ def make_eval_batches(dataset, split: str, pp: str, batch_size: int, *,
      drops the private keys).
   """
   return _build(dataset, split, pp, batch_size, training=False, seed=0,
-                input_context=input_context, shuffle_buffer=0, cache=False,
+                start=0, input_context=input_context, shuffle_buffer=0, cache=False,
                 repeat=False, batch_preprocessing=True, defer=True)
 
 
@@ -116,7 +186,7 @@ class BatchOps:
     return hash(self.key)
 
 
-def _build(dataset, split, pp, batch_size, *, training, seed, input_context,
+def _build(dataset, split, pp, batch_size, *, training, seed, start, input_context,
            shuffle_buffer, cache, repeat, batch_preprocessing, defer):
   """(dataset, the per-batch ops left undone or None); see make_dataset."""
   pipeline_id = input_context.input_pipeline_id if input_context else 0
@@ -159,20 +229,19 @@ def _build(dataset, split, pp, batch_size, *, training, seed, input_context,
                           input_context=input_context)
   if cache:
     ds = ds.cache()
-  if not one_pass:
-    ds = ds.repeat()
-  if training:
-    ds = ds.shuffle(shuffle_buffer, seed=seed + pipeline_id)
-  ds = ds.with_options(options)
-  batch_from = (_batched_suffix_start(ds.element_spec, ops)
+  ds = stream(ds, start=start, repeat=not one_pass,
+              shuffle_buffer=shuffle_buffer if training else 0, seed=seed,
+              pipeline_id=pipeline_id).with_options(options)
+  batch_from = (_batched_suffix_start(ds.element_spec[1], ops)
                 if batch_preprocessing else None)
   per_example = ops if batch_from is None else ops[:batch_from]
   if per_example:
-    ds = ds.enumerate().map(_add_rng(seed, pipeline_id))
+    ds = ds.map(_add_rng(seed, pipeline_id))
     pp_fn = preprocess_registry.compose(per_example)
     ds = ds.map(lambda f: _drop_private(pp_fn(f)), num_parallel_calls=AUTOTUNE)
-  elif batch_from is None:  # the empty pipeline
-    ds = ds.map(_drop_private)
+  else:
+    ds = ds.map(lambda position, f: f if batch_from is not None
+                else _drop_private(f))
   ds = ds.batch(batch_size, drop_remainder=training)
   deferred = BatchOps(pp, ops, len(ops)) if defer else None
   if batch_from is not None:

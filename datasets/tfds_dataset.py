@@ -46,7 +46,7 @@ def check_split(split):
     raise ValueError(f'Unknown split {split!r}; use one of {", ".join(SPLITS)}.')
 
 
-def index_and_shard(examples, input_context=None):
+def index_and_shard(examples, input_context=None, numbered=False):
   """Numbers the examples of a split, then keeps this input pipeline's share.
 
   Numbering happens before sharding so that 'index' is global to the split and every
@@ -56,6 +56,7 @@ def index_and_shard(examples, input_context=None):
     examples: tf.data.Dataset of dicts with at least 'image' and 'label'.
     input_context: optional tf.distribute.InputContext; with more than one input
       pipeline, pipeline i keeps the examples whose position is i modulo their count.
+    numbered: the examples already carry their 'index' (read out of order).
 
   Returns:
     tf.data.Dataset of dicts: every field of `examples` plus 'index' (int64 scalar),
@@ -69,7 +70,8 @@ def index_and_shard(examples, input_context=None):
   def add_index(index, example):
     example = dict(example)
     example['label'] = tf.cast(example['label'], tf.int64)
-    example['index'] = index
+    if not numbered:
+      example['index'] = index
     return example
 
   return examples.map(add_index, num_parallel_calls=tf.data.AUTOTUNE,
@@ -203,8 +205,8 @@ class TfdsDataset:
 
     Args:
       split: one of SPLITS.
-      shuffle_files: read the tfds files in a seeded random order; 'index' then
-        numbers examples in that (seed-determined) order.
+      shuffle_files: read the tfds files in a seeded random order (the same one
+        on every iteration); 'index' stays the place in the split.
       seed: seed of the file order.
       input_context: optional tf.distribute.InputContext to shard by.
 
@@ -215,15 +217,50 @@ class TfdsDataset:
     # Ordered builders (fashion_mnist) keep file order by contract and refuse to
     # shuffle files; they hold one file per split, so there is nothing to shuffle.
     shuffle_files = shuffle_files and not self.builder.info.disable_shuffling
-    read_config = tfds.ReadConfig(shuffle_seed=seed)
+    # The same file order every time the dataset is iterated: the training
+    # stream re-reads it once per epoch and must be rebuildable on resume.
+    read_config = tfds.ReadConfig(shuffle_seed=seed, add_tfds_id=shuffle_files,
+                                  shuffle_reshuffle_each_iteration=False)
     decoders = None if self._decode_images else {'image': tfds.decode.SkipDecoding()}
     examples = self.builder.as_dataset(
         split=tfds_split, shuffle_files=shuffle_files, read_config=read_config,
         decoders=decoders)
-    examples = examples.map(
-        lambda ex: {'image': ex['image'], 'label': ex['label']},
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return index_and_shard(examples, input_context)
+    if not shuffle_files:
+      examples = examples.map(
+          lambda ex: {'image': ex['image'], 'label': ex['label']},
+          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+      return index_and_shard(examples, input_context)
+    # Files read out of order: 'index' must still be the place in the split
+    # (low-data subsets select by it), so it is rebuilt from each record's
+    # file and place in that file, which tfds puts in 'tfds_id'.
+    first_index = self._first_index_of_files(tfds_split)
+
+    def number(ex):
+      file = tf.strings.regex_replace(ex['tfds_id'], '__[0-9]+$', '')
+      record = tf.strings.to_number(
+          tf.strings.regex_replace(ex['tfds_id'], '^.*__', ''), tf.int64)
+      return {'image': ex['image'], 'label': ex['label'],
+              'index': first_index.lookup(file) + record}
+
+    examples = examples.map(number, num_parallel_calls=tf.data.AUTOTUNE,
+                            deterministic=True)
+    return index_and_shard(examples, input_context, numbered=True)
+
+  def _first_index_of_files(self, tfds_split):
+    """file name -> the split index of its record 0 (a lookup table).
+
+    A file's records from `skip` on belong to the split, in order, after the
+    `take`s of the files before it.
+    """
+    names, firsts, offset = [], [], 0
+    for instruction in self.builder.info.splits[tfds_split].file_instructions:
+      names.append(os.path.basename(instruction.filename))
+      firsts.append(offset - instruction.skip)
+      offset += instruction.take
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(names), tf.constant(firsts, tf.int64)),
+        default_value=-(2 ** 62))
 
 
   def as_batched_dataset(self, split, batch_size, *, input_context=None):

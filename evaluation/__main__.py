@@ -115,6 +115,7 @@ def _main():
         f"No run workdir {workdir}: train one there with train_and_eval.py, or "
         f"pass --hub_module to evaluate an exported module into a new workdir.")
   task_lib.task_names()  # registers every task's gin names
+  dataset_registry.dataset_names()  # and every dataset's
   operative = os.path.join(workdir, "operative_config.gin")
   if os.path.exists(operative) and not FLAGS.hub_module:
     # The run's own bindings first (unknown names skipped: `experiment.*`

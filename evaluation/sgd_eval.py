@@ -229,15 +229,17 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
   def update_metrics(metrics, outputs):
     metrics["accuracy"].update_state(outputs["labels"], outputs["logits"])
 
-  def dataset_fn(ctx, input_seed):
+  def dataset_fn(ctx, start):
     if inputs == "images":
       return input_pipeline.make_dataset(
           train_data, train_split, pp_train, per_replica, training=True,
-          seed=input_seed, input_context=ctx)
+          seed=seed, start=start, input_context=ctx)
     ds = tf.data.Dataset.from_tensor_slices((train_x, train_y))
     ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
-    ds = ds.repeat().shuffle(min(num_train, 100_000), seed=input_seed)
-    return ds.map(lambda x, y: {"image": x, "label": y}).batch(
+    ds = input_pipeline.stream(
+        ds, start=start, repeat=True, shuffle_buffer=min(num_train, 100_000),
+        seed=seed, pipeline_id=ctx.input_pipeline_id)
+    return ds.map(lambda _, xy: {"image": xy[0], "label": xy[1]}).batch(
         per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
   writer = tf.summary.create_file_writer(os.path.join(eval_dir, "summaries"))
@@ -248,7 +250,7 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
       update_metrics=update_metrics, schedule=lambda s: schedule(s - 1),
       steps_per_loop=steps_per_loop,
       ckpt_dir=os.path.join(eval_dir, "checkpoints"), checkpoint_secs=None,
-      max_to_keep=2, summary_writer=writer, seed=seed,
+      max_to_keep=2, summary_writer=writer,
       lr_binding="sgd_eval.base_lr", batch_binding="sgd_eval.batch_size",
       log=log, prefix=f"  {protocol} [{trunk.name}] {layer}: ")
   # Resume order: this evaluation's own latest checkpoint, else a fresh head.
@@ -319,9 +321,12 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
     with writer.as_default(step=step):
       tf.summary.scalar(f"{eval_split}/top1", t1)
       tf.summary.scalar(f"{eval_split}/top5", t5)
-    loop.save()
+    # The curve point first: a checkpoint then always has its point, so a
+    # run killed in between retrains that epoch instead of reporting the
+    # previous epoch's accuracy as the final one.
     _write_json(curve_path, dict(protocol=protocol, trunk=trunk.name,
                                  layer=layer, curve=curve))
+    loop.save()
   writer.flush()
   out = entry()
   log(f"  {protocol} [{trunk.name}] {layer}: {eval_split} top-1 "

@@ -59,6 +59,12 @@ class ConvBnRelu(keras.layers.Layer):
     return tf.nn.relu(self.bn(self.conv(x), training=training))
 
 
+def _check_poolable(shape, input_shape):
+  if any(d is not None and d < 2 for d in tuple(shape)[1:3]):
+    raise ValueError(f'vgg19_bn needs images of at least 32x32 (five 2x2 pools); '
+                     f'got input shape {tuple(input_shape)}.')
+
+
 class VGG19BN(layers.Trunk):
   """VGG19-BN; see the module docstring for the layout.
 
@@ -101,9 +107,7 @@ class VGG19BN(layers.Trunk):
         conv = getattr(self, conv_name)
         conv.build(shape)
         shape = conv.compute_output_shape(shape)
-      if shape[1] is not None and shape[1] < 2 or shape[2] is not None and shape[2] < 2:
-        raise ValueError(f'vgg19_bn needs images of at least 32x32 (five 2x2 pools); '
-                         f'got input shape {tuple(input_shape)}.')
+      _check_poolable(shape, input_shape)
       shape = (None, None if shape[1] is None else shape[1] // 2,
                None if shape[2] is None else shape[2] // 2, shape[3])
     self.fc6.build(shape)
@@ -118,6 +122,9 @@ class VGG19BN(layers.Trunk):
         x = getattr(self, conv_name)(x, training=training)
       if stage > 0:
         end_points[f'block{stage}'] = x
+      # Built for one size, called on another (the representation's): the
+      # same check as at build time, or the pool fails with a kernel error.
+      _check_poolable(x.shape, images.shape)
       x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding='VALID')
     x = self.fc6(x, training=training)
     end_points['fc6'] = x

@@ -67,7 +67,9 @@ def main(argv):
           f"{operative} is missing (the run did not reach the end of its "
           f"first training); pass the run's gin files with --config.")
     configs = [operative]
-  task_lib.task_names()  # imports every task, so gin knows their configurables
+  # Imports every task and dataset, so gin knows their configurables.
+  task_lib.task_names()
+  dataset_registry.dataset_names()
   # Configurables of modules not imported here (a run's eval protocols)
   # have nothing to do with the trunk.
   config_lib.parse(configs, FLAGS.gin_bindings, skip_unknown=True)

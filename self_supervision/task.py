@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from datasets import input_pipeline
 from datasets import preprocess_registry
+from training import errors
 
 _TASKS: Dict[str, Callable[..., "Task"]] = {}
 
@@ -118,8 +119,12 @@ class Task(abc.ABC):
       raise ValueError(f"Unknown preprocessing mode {mode!r}; use one of {MODES}.")
     return self._pp[mode]
 
-  def check_pipelines(self) -> None:
+  def check_pipelines(self, dataset=None, split: str = "train") -> None:
     """Builds every pipeline once, so a typo fails now, not after training.
+
+    With `dataset`, also traces each pipeline on its images: a crop or patch
+    grid too large for them fails here. (Images too small for the trunk fail
+    in `make_model`, also before any training.)
 
     Raises:
       ValueError: naming the binding (`rotation.pp_representation`) and the op.
@@ -134,6 +139,14 @@ class Task(abc.ABC):
         except ValueError as e:
           raise ValueError(f"{self.name}.pp_{mode} = {self.preprocess(mode)!r}: "
                            f"{e}") from e
+    if dataset is None:
+      return
+    for mode in (REPRESENTATION, TRAIN, PRETEXT_EVAL):
+      try:
+        self._zero_batch(dataset, split, mode)
+      except ValueError as e:
+        raise ValueError(f"{self.name}.pp_{mode} = {self.preprocess(mode)!r} "
+                         f"on {dataset.name}: {errors.root_message(e)}") from e
 
   def end_point_names(self, model: keras.Model, dataset,
                       split: str = "train") -> List[str]:
@@ -179,12 +192,29 @@ class Task(abc.ABC):
 
     Variables are created by one eager call on a zero batch shaped like the
     TRAIN pipeline's output on `dataset`, so checkpoints restore into the
-    model at once. Call under the strategy's scope when there is one.
+    model at once; a second call on the REPRESENTATION pipeline's shape
+    makes images too small for the trunk fail now rather than after
+    training. Call under the strategy's scope when there is one.
+
+    Raises:
+      ValueError: a pipeline's images are too small for the trunk, naming
+        the binding and the shape.
     """
     keras.utils.set_random_seed(seed)
     model = self.build_model(seed)
-    self.compute_loss(model, self._zero_batch(dataset, split, TRAIN),
-                      training=False)
+    for mode in (TRAIN, REPRESENTATION):
+      batch = self._zero_batch(dataset, split, mode)
+      try:
+        if mode == TRAIN:
+          self.compute_loss(model, batch, training=False)
+        else:
+          self.representation(model, batch["image"])
+      except ValueError as e:
+        shape = "x".join(str(d) for d in batch["image"].shape[1:])
+        raise ValueError(
+            f"{self.name}.pp_{mode} = {self.preprocess(mode)!r} gives inputs "
+            f"of {shape} on {dataset.name}, which the trunk cannot take: "
+            f"{errors.root_message(e)}") from e
     return model
 
   @abc.abstractmethod

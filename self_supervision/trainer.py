@@ -71,10 +71,10 @@ class Trainer:
 
     pp_train = task.preprocess(task_lib.TRAIN)
 
-    def dataset_fn(ctx, input_seed):
+    def dataset_fn(ctx, start):
       return input_pipeline.make_dataset(
           dataset, train_split, pp_train, per_replica, training=True,
-          seed=input_seed, input_context=ctx, cache=cache_dataset,
+          seed=seed, start=start, input_context=ctx, cache=cache_dataset,
           shuffle_buffer=shuffle_buffer)
 
     self.summary_writer = tf.summary.create_file_writer(
@@ -90,7 +90,7 @@ class Trainer:
         ckpt_dir=checkpoints_lib.directory(workdir),
         checkpoint_secs=checkpoint_secs, max_to_keep=max_to_keep,
         keep_checkpoint_every_hours=keep_checkpoint_every_hours,
-        summary_writer=self.summary_writer, seed=seed,
+        summary_writer=self.summary_writer,
         lr_binding="scaled_learning_rate.base_lr", log=log)
     self.manager = self.loop.checkpoints
 

@@ -134,10 +134,29 @@ def test_a_diverging_run_fails_in_one_line_and_says_so_in_run_json(tmp_path):
      "trunk; it has after_root, block1, block2, block3, block4, pre_logits"),
     ("linear_eval.eval_split = 'validation'",
      "linear_lbfgs: linear_eval.eval_split = 'validation', which fashion_mnist lacks"),
+    # Images too small for a crop, for the patch grid, for the trunk.
+    ("rotation.pp_train = 'decode|resize(36)|crop(40)|value_range(-1, 1)|rotate'",
+     "rotation.pp_train = 'decode|resize(36)|crop(40)|value_range(-1, 1)|rotate' "
+     "on fashion_mnist: Cannot crop 40x40 from an image of 36x36"),
+    ("--config=configs/jigsaw/fashion_mnist.gin\njigsaw.pp_train = "
+     "'decode|resize(20)|crop(16)|crop_patches(3, patch_size=8, jitter=2)|standardize'",
+     "jigsaw.pp_train = 'decode|resize(20)|crop(16)|crop_patches(3, patch_size=8, "
+     "jitter=2)|standardize' on fashion_mnist: crop_patches: image 16x16 split 3x3 "
+     "gives cells smaller than patch_size=8; resize or crop to at least 24 pixels "
+     "first."),
+    ("get_model.name = 'vgg19_bn'\n"
+     "rotation.pp_representation = 'decode|resize(16)|value_range(-1, 1)'",
+     "rotation.pp_representation = 'decode|resize(16)|value_range(-1, 1)' gives "
+     "inputs of 16x16x3 on fashion_mnist, which the trunk cannot take: vgg19_bn "
+     "needs images of at least 32x32 (five 2x2 pools); got input shape"),
 ])
 def test_what_would_fail_after_training_fails_before_it(tmp_path, binding, message):
-  _bad_input(_cli(["train_and_eval.py", DEMO, f"--workdir={tmp_path}",
-                   f"--gin_bindings={binding}"]), message)
+  args = [DEMO]
+  for b in binding.split("\n"):
+    args = [b] if b.startswith("--config=") else args + [f"--gin_bindings={b}"]
+  line = _bad_input(_cli(["train_and_eval.py", f"--workdir={tmp_path}", *args]),
+                    message)
+  assert "in user code" not in line and "Arguments received" not in line
   assert not os.path.exists(tmp_path / "checkpoints" / "checkpoint")
 
 

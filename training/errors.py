@@ -8,6 +8,7 @@
 
 Bad input is answered with its message alone; `--debug` shows the traceback.
 """
+import re
 import sys
 from typing import Callable
 
@@ -23,9 +24,33 @@ BAD_INPUT = (ValueError, FileNotFoundError, NotADirectoryError, SyntaxError,
              workdir_lock.WorkdirLocked)
 
 
+# Keras wraps a layer's error in "Exception encountered when calling X.call()."
+# with the message in bold (ANSI) and the arguments after it.
+_KERAS_BOLD = re.compile(r"\x1b\[1m(.*?)\x1b\[0m", re.S)
+# AutoGraph puts "in user code:" and the traced frames before the message.
+_AUTOGRAPH_LAST = re.compile(r"^\s*(?:\w+\.)*\w*(?:Error|Exception): ", re.M)
+
+
+def root_message(e: BaseException) -> str:
+  """The message of the error that started it, without framework wrapping.
+
+  TF's traced functions and Keras layers re-raise an error inside a longer
+  message (traced frames, arguments); the original message is what names
+  the fix.
+  """
+  text = str(e)
+  bold = _KERAS_BOLD.findall(text)
+  if bold:
+    text = bold[-1]
+  elif "in user code:" in text:
+    starts = list(_AUTOGRAPH_LAST.finditer(text))
+    if starts:
+      text = text[starts[-1].end():]
+  return " ".join(text.split()) or type(e).__name__
+
+
 def _one_line(e: BaseException) -> str:
-  text = " ".join(str(e).split())
-  return text or type(e).__name__
+  return root_message(e)
 
 
 def run_cli(main: Callable[[], object], debug: bool = False):

@@ -13,8 +13,10 @@ same way for the pretext trainer and the SGD evaluation heads:
   - after every loop: metrics, a NaN guard, a progress line (step, loss,
     metrics, lr, images/s, ETA), TensorBoard summaries, and a checkpoint
     every `checkpoint_secs`;
-  - the input pipeline is seeded from the step it starts at (`resume_seed`),
-    so a resumed run does not replay the examples it has already seen.
+  - a resumed run's input pipelines start where the uninterrupted run's are
+    at that step (`start_position`), with the same seed: it sees the same
+    examples in the same order with the same augmentations, so with op
+    determinism on it ends with the same weights.
 
 Resume order is the caller's (see `Loop.restore`): the loop's own checkpoint
 directory first.
@@ -29,13 +31,14 @@ import tensorflow as tf
 from training import checkpoints as checkpoints_lib
 from training import preemption
 
-# Input seeds of consecutive resumes must differ for any base seed.
-_RESUME_SEED_STRIDE = 7919
+def start_position(step: int, global_batch_size: int,
+                   input_context: tf.distribute.InputContext) -> int:
+  """Examples one input pipeline has delivered after `step` steps.
 
-
-def resume_seed(seed: int, step: int) -> int:
-  """The input pipeline's seed for a run (re)started at `step`."""
-  return seed + _RESUME_SEED_STRIDE * step
+  Each step takes `global_batch_size` examples, an equal share from every
+  input pipeline (the replicas of one worker share its pipeline).
+  """
+  return step * global_batch_size // input_context.num_input_pipelines
 
 
 def format_duration(seconds: float) -> str:
@@ -70,8 +73,10 @@ class Loop:
     optimizer: a Keras optimizer; its `iterations` is the step counter.
     loss_fn: what one step computes on one replica's batch: returns the
       per-example loss [N] and outputs for `update_metrics`.
-    dataset_fn: (tf.distribute.InputContext, seed) -> per-replica tf.data
-      pipeline of training batches, repeated forever.
+    dataset_fn: (tf.distribute.InputContext, start) -> per-replica tf.data
+      pipeline of training batches, repeated forever, beginning at the
+      pipeline's `start`-th example (0 for a new run); seeded by the caller
+      with the same seed whatever `start`.
     total_steps: where the whole training ends (for the progress line's ETA).
     global_batch_size: source examples per step, all replicas together.
     copies_per_example: network inputs per source example (4 for rotation);
@@ -91,7 +96,7 @@ class Loop:
   def __init__(self, *, strategy: tf.distribute.Strategy, model: keras.Model,
                optimizer, loss_fn: LossFn, dataset_fn, total_steps: int,
                global_batch_size: int, steps_per_loop: int, ckpt_dir: str,
-               summary_writer, schedule, seed: int,
+               summary_writer, schedule,
                metrics: Optional[Dict[str, keras.metrics.Metric]] = None,
                update_metrics: Optional[Callable] = None,
                copies_per_example: int = 1,
@@ -107,7 +112,7 @@ class Loop:
     self.copies_per_example = copies_per_example
     self.steps_per_loop = int(steps_per_loop)
     self.checkpoint_secs = checkpoint_secs
-    self.schedule, self.seed, self.lr_binding = schedule, seed, lr_binding
+    self.schedule, self.lr_binding = schedule, lr_binding
     self.summary_writer, self.log, self.prefix = summary_writer, log, prefix
     self.update_metrics = update_metrics or (lambda metrics, outputs: None)
     with strategy.scope():
@@ -162,9 +167,10 @@ class Loop:
 
   def _iterator_from_here(self):
     if self._iterator is None:
-      seed = resume_seed(self.seed, self.step)
+      step = self.step
       self._iterator = iter(self.strategy.distribute_datasets_from_function(
-          lambda ctx: self.dataset_fn(ctx, seed)))
+          lambda ctx: self.dataset_fn(
+              ctx, start_position(step, self.global_batch_size, ctx))))
     return self._iterator
 
   def train(self, until_step: int) -> Dict[str, float]:

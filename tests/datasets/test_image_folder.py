@@ -161,6 +161,45 @@ def test_truncated_jpeg_is_named_by_the_pipeline_and_the_check(flat, capsys):
   assert out[-1] == f'2 bad image(s) under {root}'
 
 
+def test_bad_images_skip_leaves_them_out_and_says_so(flat, capsys):
+  root, values = flat
+  bad = os.path.join(root, 'dog', 'img04.jpg')
+  with open(bad, 'rb') as f:
+    data = f.read()
+  with open(bad, 'wb') as f:
+    f.write(data[:len(data) // 2])
+  not_image = os.path.join(root, 'zebra', 'img01.png')
+  with open(not_image, 'wb') as f:
+    f.write(b'plain text')
+  clean = image_folder.ImageFolder(root)
+  ds = image_folder.ImageFolder(root, bad_images='skip')
+  ds.prepare()
+  out = capsys.readouterr().out
+  assert (f"skipping 2 of 25 files under {root} that are not complete JPEG or PNG "
+          f"images (image_folder.bad_images='skip'): {bad}, {not_image}") in out
+  assert f'{ds.name}: 3 classes; train 21, val 2, trainval 23 images' in out
+  for split in ('train', 'val', 'trainval'):
+    expected = [path for path in clean.files(split)[0] if path not in (bad, not_image)]
+    got = read(ds, split)
+    assert [path for path, _, _ in got] == expected
+    assert [index for _, _, index in got] == list(range(len(expected)))
+    assert ds.num_examples(split) == len(expected)
+  # Every image left decodes to its own pixels.
+  for ex in ds.as_dataset('trainval'):
+    path = ex['path'].numpy().decode()
+    assert int(tf.io.decode_image(ex['image'])[0, 0, 0]) == pytest.approx(values[path], abs=2)
+
+  import gin
+  with gin.unlock_config():
+    gin.bind_parameter('image_folder.bad_images', 'skip')
+  try:
+    assert image_folder.ImageFolder(root).num_examples('train') == 21
+  finally:
+    gin.clear_config()
+  with pytest.raises(ValueError, match="bad_images must be one of 'fail', 'skip'"):
+    image_folder.ImageFolder(root, bad_images='ignore')
+
+
 def test_check_passes_a_clean_folder(flat, capsys):
   root, _ = flat
   assert image_folder.check_images(root) == []

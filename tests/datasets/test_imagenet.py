@@ -158,3 +158,29 @@ def test_full_size_split_arithmetic_under_mock_data(tmp_path):
     assert ex['image'].dtype == tf.string
     assert tf.io.decode_image(ex['image']).shape[-1] == 3
     assert 0 <= int(ex['label']) < 1000
+
+
+def test_shuffled_files_keep_each_example_its_index(tmp_path):
+  # Three files, so that shuffling them changes the order: 'index' must still
+  # be the place in the split (low-data subsets select by it).
+  manual_dir = str(tmp_path / 'manual')
+  write_archives(manual_dir)
+  ds = registry.get_dataset('imagenet2012', data_dir=str(tmp_path / 'tfds'),
+                            manual_dir=manual_dir, holdout=3)
+  ds.builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=manual_dir, try_download_gcs=False, num_shards=3))
+  assert len(ds.builder.info.splits['train'].file_instructions) == 3
+  for split in ('train', 'val', 'trainval'):
+    ordered = {index: (image, label) for image, label, index in examples(ds, split)}
+    assert sorted(ordered) == list(range(ds.num_examples(split)))
+    orders = []
+    for seed in (0, 1, 2, 3):
+      shuffled = [(ex['image'].numpy(), int(ex['label']), int(ex['index']))
+                  for ex in ds.as_dataset(split, shuffle_files=True, seed=seed)]
+      assert {index: (image, label) for image, label, index in shuffled} == ordered
+      orders.append([index for _, _, index in shuffled])
+      again = [int(ex['index']) for ex in ds.as_dataset(split, shuffle_files=True,
+                                                        seed=seed)]
+      assert again == orders[-1]
+    if split != 'val':
+      assert any(order != sorted(order) for order in orders)

@@ -180,3 +180,52 @@ def test_decode_of_a_batch_decodes_each_image():
     np.testing.assert_array_equal(out, decode({"image": tf.constant(image)})["image"])
   with pytest.raises(ValueError, match="scalar string"):
     decode({"image": tf.constant(["a", "b"])})
+
+
+RANDOM_TRAINING_PP = "decode|inception_crop(12)|flip_lr|value_range(-1, 1)"
+
+
+@pytest.mark.parametrize("cache", [False, True])
+@pytest.mark.parametrize("pipelines", [1, 2])
+def test_a_stream_started_at_a_position_continues_the_uninterrupted_one(
+    tiny, cache, pipelines):
+  # 24 training examples: 5 batches of 4 per pipeline cross an epoch
+  # boundary whatever the sharding, and a resumed stream (start = examples
+  # already delivered) must give the very batches, augmentations included,
+  # that the uninterrupted one gives from there on.
+  for pipeline_id in range(pipelines):
+    context = tf.distribute.InputContext(num_input_pipelines=pipelines,
+                                         input_pipeline_id=pipeline_id)
+
+    def batches(start, count):
+      ds = input_pipeline.make_dataset(
+          tiny, "train", RANDOM_TRAINING_PP, 4, training=True, seed=5,
+          start=start, input_context=context, cache=cache, shuffle_buffer=8)
+      return _arrays(ds.take(count))
+
+    whole = batches(0, 12 // pipelines + 4)
+    for start_batch in (1, 3, 12 // pipelines):
+      _assert_same_batches(batches(4 * start_batch, 4), whole[start_batch:][:4])
+  # Epochs are shuffled differently from each other.
+  labels = [b["label"] for b in whole]
+  epoch_length = 24 // pipelines // 4
+  assert not np.array_equal(np.concatenate(labels[:epoch_length]),
+                            np.concatenate(labels[epoch_length:][:epoch_length]))
+
+
+def test_a_stream_of_a_filtered_split_counts_its_length(tiny):
+  from datasets import low_data
+  subset = low_data.Subset(tiny, "train", np.array([0, 2, 3, 7, 11, 19, 23]))
+  full = list(input_pipeline.stream(
+      subset.as_dataset("train"), repeat=True, shuffle_buffer=4, seed=1)
+      .take(17).as_numpy_iterator())
+  assert [int(p) for p, _ in full] == list(range(17))
+  assert sorted(int(ex["index"]) for _, ex in full[:7]) == [0, 2, 3, 7, 11, 19, 23]
+  resumed = list(input_pipeline.stream(
+      subset.as_dataset("train"), start=9, repeat=True, shuffle_buffer=4,
+      seed=1).take(8).as_numpy_iterator())
+  assert ([(int(p), int(ex["index"])) for p, ex in resumed]
+          == [(int(p), int(ex["index"])) for p, ex in full[9:]])
+  with pytest.raises(ValueError, match="past the one epoch of 7"):
+    input_pipeline.stream(subset.as_dataset("train"), start=7, repeat=False,
+                          shuffle_buffer=0, seed=0)

@@ -103,6 +103,50 @@ def test_training_resumes_and_a_finished_run_is_not_retrained(dataset, tmp_path)
   assert more["curve"][:2] == first["curve"]
 
 
+class _Killed(Exception):
+  pass
+
+
+def test_an_interrupted_probe_resumes_to_the_uninterrupted_result(
+    dataset, tmp_path, monkeypatch):
+  cache = feature_cache.FeatureCache(str(tmp_path / "features"))
+  short = dict(FAST, first_decay_epochs=1, second_decay_after=0, tail_epochs=2)
+  [whole] = sgd_eval.evaluate(_trunk(), dataset, str(tmp_path / "whole"),
+                              inputs="features", cache=cache, **short, **QUIET)
+  assert [c["step"] for c in whole["curve"]] == [6, 12, 18]
+
+  def die_at_epoch_2(line):
+    if line.startswith("  epoch 2.00/"):
+      raise _Killed  # trained to step 12, nothing of it saved yet
+  with pytest.raises(_Killed):
+    sgd_eval.evaluate(_trunk(), dataset, str(tmp_path / "cut"), inputs="features",
+                      cache=cache, **short, log=die_at_epoch_2)
+  # Killed after the last curve point was written, before its checkpoint.
+  write_json, calls = sgd_eval._write_json, []
+
+  def die_at_the_last_point(path, doc):
+    write_json(path, doc)
+    calls.append(path)
+    if len(doc["curve"]) == 3:
+      raise _Killed
+  monkeypatch.setattr(sgd_eval, "_write_json", die_at_the_last_point)
+  with pytest.raises(_Killed):
+    sgd_eval.evaluate(_trunk(), dataset, str(tmp_path / "cut"), inputs="features",
+                      cache=cache, **short, **QUIET)
+  assert len(calls) == 2  # resumed at step 6: epochs 2 and 3
+  monkeypatch.undo()
+  messages = []
+  [resumed] = sgd_eval.evaluate(_trunk(), dataset, str(tmp_path / "cut"),
+                                inputs="features", cache=cache, **short,
+                                log=messages.append)
+  assert any("from step 12" in m for m in messages)
+  for got, expected in zip(resumed["curve"], whole["curve"]):
+    assert got["step"] == expected["step"]
+    for key in ("top1", "top5", "train_loss", "train_top1"):
+      assert got[key] == pytest.approx(expected[key], abs=1e-4), key
+  assert len(resumed["curve"]) == 3
+
+
 def test_images_variant_under_two_replicas_with_low_data(dataset, tmp_path):
   [entry] = sgd_eval.evaluate(
       _trunk(), dataset, str(tmp_path), inputs="images", fraction=0.5,

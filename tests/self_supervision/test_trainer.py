@@ -113,3 +113,25 @@ def test_init_from_another_runs_workdir_then_resume_wins(tmp_path):
   with pytest.raises(FileNotFoundError, match="train that run first"):
     _trainer(tmp_path / "fresh", init_checkpoint=str(tmp_path / "eval" / "summaries")
              ).train()
+
+
+def test_a_resumed_run_ends_with_the_weights_of_the_uninterrupted_one(tmp_path):
+  # Random crops and flips, and stops at steps 4 and 12 (an epoch is 10
+  # steps): the resumed runs must see the same examples in the same order
+  # with the same augmentations as the uninterrupted one.
+  with gin.unlock_config():
+    gin.bind_parameter("rotation.pp_train", "decode|inception_crop(16)|flip_lr|"
+                       "value_range(-1, 1)|rotate")
+  uninterrupted = _trainer(tmp_path / "whole", epochs=2)
+  assert uninterrupted.train() == 20
+  expected = [v.numpy() for v in uninterrupted.model.trainable_variables]
+
+  for stop in (4, 12):
+    part = _trainer(tmp_path / "resumed", epochs=2)
+    part.restore()
+    part.loop.train(stop)
+    part.loop.save()
+  resumed = _trainer(tmp_path / "resumed", epochs=2)
+  assert resumed.train() == 20
+  for a, b in zip(expected, resumed.model.trainable_variables):
+    np.testing.assert_allclose(b.numpy(), a, rtol=0, atol=1e-5)
