@@ -1,7 +1,8 @@
 """How the command lines end: one line naming the fix, and a status scripts can read.
 
   0   done
-  1   the run failed (a non-finite loss, a full disk; the line says where)
+  1   the run failed (a non-finite loss, a full disk, a corrupt image; the
+      line says where)
   2   bad input: unknown name, impossible setting, missing file or data, a
       workdir in use or made by another config; nothing was trained
   75  preempted (SIGTERM): a checkpoint was saved, rerun the same command
@@ -53,6 +54,22 @@ def _one_line(e: BaseException) -> str:
   return root_message(e)
 
 
+# A tf.debugging.Assert of our own input checks fails as "assertion failed:
+# [message] [value]" plus the graph node; the message names the fix.
+_ASSERTION = re.compile(r"assertion failed: \[(.*?)\] \[(.*?)\]", re.S)
+_DATA_CHECKS = ("image_folder: ",)
+
+
+def _failed_data_check(e: BaseException):
+  """The one line of a failed input check of ours inside tf.data, or None."""
+  if type(e).__name__ != "InvalidArgumentError":
+    return None
+  match = _ASSERTION.search(str(e))
+  if not match or not match.group(1).startswith(_DATA_CHECKS):
+    return None
+  return " ".join(f"{match.group(1)} {match.group(2)}".split())
+
+
 def run_cli(main: Callable[[], object], debug: bool = False):
   """Runs `main()`; exits with the status above instead of a traceback."""
   try:
@@ -74,4 +91,12 @@ def run_cli(main: Callable[[], object], debug: bool = False):
     if debug:
       raise
     print(f"Failed: {_one_line(e)}", file=sys.stderr)
+    sys.exit(FAILED_STATUS)
+  except Exception as e:  # pylint: disable=broad-except
+    line = _failed_data_check(e)
+    if debug or line is None:
+      raise
+    # Bad data met while running (a corrupt image): the run may have
+    # trained, so this is a failure, not refused input.
+    print(f"Failed: {line}", file=sys.stderr)
     sys.exit(FAILED_STATUS)
