@@ -1,0 +1,91 @@
+"""Training under tf.distribute gives what one replica gives: same batch, same step."""
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import fake_data
+import strategies
+from self_supervision import task as task_lib
+from self_supervision import trainer as trainer_lib
+
+
+def _trainer(workdir, strategy, model_name):
+  task_lib.task_names()
+  gin.clear_config()
+  size = 32 if model_name == "vgg19_bn" else 16  # VGG19's five pools need 32
+  gin.parse_config(
+      f"rotation.pp_train = 'decode|inception_crop({size})|flip_lr|"
+      "value_range(-1, 1)|rotate'\n"
+      f"rotation.pp_representation = 'decode|resize({size})|value_range(-1, 1)'\n"
+      f"get_model.name = '{model_name}'\n"
+      "get_model.width = 1\n")
+  dataset = fake_data.InMemoryDataset(num_train=16, num_val=8, num_test=8)
+  task = task_lib.get_task("rotation", num_classes=dataset.num_classes)
+  return trainer_lib.Trainer(
+      task, dataset, str(workdir), strategy, seed=0, batch_size=8, epochs=1,
+      warmup_epochs=0, decay_epochs=[], steps_per_loop=1, checkpoint_secs=1e9,
+      log=lambda _: None)
+
+
+def _variables(trainer):
+  return {v.path: v.numpy() for v in trainer.model.variables}
+
+
+@pytest.fixture(autouse=True)
+def _clear_gin():
+  yield
+  gin.clear_config()
+
+
+# RevNet50 and VGG19 are left out: Keras's synchronized BN takes the variance
+# as E[x^2] - E[x]^2 of all-reduced sums, which cancels where activations
+# have a large mean; one step on two replicas moved RevNet50's weights up to
+# 0.011 (2% of the step) and VGG19's up to 8e-5 away from one replica's.
+# Still open (issue 17).
+@pytest.mark.parametrize("model_name", ["resnet50_v2"])
+def test_two_replicas_take_the_single_replica_step(tmp_path, model_name):
+  # A global batch of 8 split 4 + 4 across two replicas (synchronized BN,
+  # loss averaged over the global batch, gradients summed) must move every
+  # variable, BN moving statistics included, as one replica on all 8 does.
+  # One step: on 16 noise images with BN over 32 inputs a 1e-6 change of the
+  # weights grows to 4e-3 in the next step (measured on one replica), so
+  # later steps cannot be compared to 1e-5 whatever the strategy.
+  single = _trainer(tmp_path / "one", tf.distribute.get_strategy(), model_name)
+  before = _variables(single)
+  single.loop.train(1)
+  expected = _variables(single)
+  mirrored = _trainer(tmp_path / "two", strategies.two_replicas(), model_name)
+  for path, value in _variables(mirrored).items():
+    np.testing.assert_array_equal(value, before[path], err_msg=path)
+  mirrored.loop.train(1)
+  got = _variables(mirrored)
+  assert sorted(got) == sorted(expected)
+  moved = [p for p in expected if not np.array_equal(expected[p], before[p])]
+  assert any("moving" in p for p in moved) and len(moved) > len(expected) // 2
+  for path in expected:
+    np.testing.assert_allclose(got[path], expected[path], rtol=0, atol=1e-5,
+                               err_msg=path)
+
+
+@pytest.mark.parametrize("save_on,restore_on", [(2, 1), (1, 2)])
+def test_a_checkpoint_of_n_replicas_restores_on_m_and_training_continues(
+    tmp_path, save_on, restore_on):
+  def strategy(replicas):
+    return (strategies.two_replicas() if replicas == 2
+            else tf.distribute.get_strategy())
+
+  first = _trainer(tmp_path, strategy(save_on), "resnet50_v2")
+  first.loop.train(1)
+  first.loop.save()
+  saved = _variables(first)
+  optimizer_state = [v.numpy() for v in first.optimizer.variables]
+  again = _trainer(tmp_path, strategy(restore_on), "resnet50_v2")
+  assert again.restore() == 1
+  for path, value in _variables(again).items():
+    np.testing.assert_array_equal(value, saved[path], err_msg=path)
+  for a, b in zip(optimizer_state, again.optimizer.variables):
+    np.testing.assert_array_equal(a, b.numpy())
+  assert again.train() == 2
+  assert not any(np.array_equal(saved[p], v) for p, v in _variables(again).items()
+                 if p.endswith("kernel"))
