@@ -1,7 +1,53 @@
 """Choosing the tf.distribute strategy that drives the training loop."""
+import json
+import os
 from typing import Optional
 
 import tensorflow as tf
+
+# SlurmClusterResolver's default: task i of a node listens on port 8888 + i.
+SLURM_PORT_BASE = 8888
+
+
+def cluster_resolver(port_base: int = SLURM_PORT_BASE
+                     ) -> tf.distribute.cluster_resolver.ClusterResolver:
+  """The cluster of a multi-worker run: TF_CONFIG if set, else the SLURM step.
+
+  Under `srun`, SLURM's variables (SLURM_PROCID, SLURM_STEP_NUM_TASKS,
+  SLURM_STEP_NODELIST, SLURM_STEP_TASKS_PER_NODE) name every task; each node's
+  GPUs (CUDA_VISIBLE_DEVICES, else those TF sees) are split between its tasks.
+
+  Raises:
+    ValueError: neither is there, naming both ways to describe the cluster.
+  """
+  if os.environ.get("TF_CONFIG"):
+    return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+  if "SLURM_PROCID" in os.environ:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = (len([g for g in visible.split(",") if g.strip()])
+            if visible is not None
+            else len(tf.config.list_physical_devices("GPU")))
+    if gpus:
+      return tf.distribute.cluster_resolver.SlurmClusterResolver(
+          port_base=port_base, gpus_per_node=gpus)
+    # No GPU: the resolver numbers a node's tasks by the GPUs it hands out,
+    # so with none it finds no task at all (or divides by zero). One pretend
+    # GPU per task, never written to CUDA_VISIBLE_DEVICES, gives it a slot
+    # per task.
+    tasks = int(os.environ.get("SLURM_STEP_NUM_TASKS", "1"))
+    return tf.distribute.cluster_resolver.SlurmClusterResolver(
+        port_base=port_base, gpus_per_node=tasks, gpus_per_task=1,
+        auto_set_gpu=False)
+  raise ValueError(
+      "--strategy=multi_worker needs a cluster: set TF_CONFIG (e.g. "
+      + json.dumps({"cluster": {"worker": ["host1:12345", "host2:12345"]},
+                    "task": {"type": "worker", "index": 0}})
+      + ") on every worker, or start the workers with srun under SLURM.")
+
+
+def _cluster_described() -> bool:
+  return bool(os.environ.get("TF_CONFIG")) or int(
+      os.environ.get("SLURM_STEP_NUM_TASKS", "1")) > 1
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 
@@ -10,14 +56,18 @@ def make_strategy(name: str = "auto", tpu: Optional[str] = None
                   ) -> tf.distribute.Strategy:
   """Returns the strategy called `name`.
 
-  auto: TPU when `tpu` is given, MirroredStrategy with >1 GPU, else the
-  default strategy (one GPU or the CPU). multi_worker reads TF_CONFIG.
+  auto: TPU when `tpu` is given, multi_worker when TF_CONFIG or a SLURM step
+  of several tasks describes a cluster, MirroredStrategy with >1 GPU, else
+  the default strategy (one GPU or the CPU). multi_worker: see
+  `cluster_resolver`.
   """
   if name not in STRATEGIES:
     raise ValueError(f"Unknown strategy {name!r}; use one of {STRATEGIES}.")
   if name == "auto":
     if tpu:
       name = "tpu"
+    elif _cluster_described():
+      name = "multi_worker"
     elif len(tf.config.list_physical_devices("GPU")) > 1:
       name = "mirrored"
     else:
@@ -30,5 +80,6 @@ def make_strategy(name: str = "auto", tpu: Optional[str] = None
   if name == "mirrored":
     return tf.distribute.MirroredStrategy()
   if name == "multi_worker":
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        cluster_resolver=cluster_resolver())
   return tf.distribute.get_strategy()
