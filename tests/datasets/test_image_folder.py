@@ -134,8 +134,8 @@ def test_bad_layouts_say_how_to_fix_them(tmp_path):
     image_folder.ImageFolder(root, holdout_every=1)
 
 
-def test_truncated_jpeg_is_named_by_the_pipeline_and_the_check(flat, capsys):
-  root, _ = flat
+def break_two_files(root):
+  """Truncates dog/img04.jpg (train) and makes zebra/img01.png plain text."""
   bad = os.path.join(root, 'dog', 'img04.jpg')
   with open(bad, 'rb') as f:
     data = f.read()
@@ -144,6 +144,12 @@ def test_truncated_jpeg_is_named_by_the_pipeline_and_the_check(flat, capsys):
   not_image = os.path.join(root, 'zebra', 'img01.png')
   with open(not_image, 'wb') as f:
     f.write(b'plain text')
+  return bad, not_image
+
+
+def test_truncated_jpeg_is_named_by_the_pipeline_and_the_check(flat, capsys):
+  root, _ = flat
+  bad, not_image = break_two_files(root)
   ds = image_folder.ImageFolder(root)
   with pytest.raises(tf.errors.InvalidArgumentError) as info:
     list(ds.as_dataset('train'))
@@ -163,14 +169,7 @@ def test_truncated_jpeg_is_named_by_the_pipeline_and_the_check(flat, capsys):
 
 def test_bad_images_skip_leaves_them_out_and_says_so(flat, capsys):
   root, values = flat
-  bad = os.path.join(root, 'dog', 'img04.jpg')
-  with open(bad, 'rb') as f:
-    data = f.read()
-  with open(bad, 'wb') as f:
-    f.write(data[:len(data) // 2])
-  not_image = os.path.join(root, 'zebra', 'img01.png')
-  with open(not_image, 'wb') as f:
-    f.write(b'plain text')
+  bad, not_image = break_two_files(root)
   clean = image_folder.ImageFolder(root)
   ds = image_folder.ImageFolder(root, bad_images='skip')
   ds.prepare()
