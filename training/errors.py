@@ -50,10 +50,6 @@ def root_message(e: BaseException) -> str:
   return " ".join(text.split()) or type(e).__name__
 
 
-def _one_line(e: BaseException) -> str:
-  return root_message(e)
-
-
 # A tf.debugging.Assert of our own input checks fails as "assertion failed:
 # [message] [value]" plus the graph node; the message names the fix.
 _ASSERTION = re.compile(r"assertion failed: \[(.*?)\] \[(.*?)\]", re.S)
@@ -75,22 +71,22 @@ def run_cli(main: Callable[[], object], debug: bool = False):
   try:
     return main()
   except preemption.Preempted as e:
-    print(f"Preempted: {_one_line(e)}", file=sys.stderr)
+    print(f"Preempted: {root_message(e)}", file=sys.stderr)
     sys.exit(preemption.EXIT_STATUS)
   except FloatingPointError as e:
     if debug:
       raise
-    print(f"Failed: {_one_line(e)}", file=sys.stderr)
+    print(f"Failed: {root_message(e)}", file=sys.stderr)
     sys.exit(FAILED_STATUS)
   except BAD_INPUT as e:
     if debug:
       raise
-    print(f"Error: {_one_line(e)} (--debug shows the traceback)", file=sys.stderr)
+    print(f"Error: {root_message(e)} (--debug shows the traceback)", file=sys.stderr)
     sys.exit(BAD_INPUT_STATUS)
   except OSError as e:  # the machine, not the input: a full disk, say
     if debug:
       raise
-    print(f"Failed: {_one_line(e)}", file=sys.stderr)
+    print(f"Failed: {root_message(e)}", file=sys.stderr)
     sys.exit(FAILED_STATUS)
   except Exception as e:  # pylint: disable=broad-except
     line = _failed_data_check(e)
