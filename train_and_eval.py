@@ -307,8 +307,18 @@ def evaluate_trunks(task, datasets, trainer, step, settings, workdir, strategy,
   and then on each transfer dataset."""
   dataset = datasets[0]
   cache = protocols_lib.make_cache(workdir)
-  trunks = [lambda: trunks_lib.from_checkpoint(
-      task, trainer.model, trainer.manager.latest_checkpoint, step)]
+
+  def trained_trunk():
+    model = trainer.model
+    if trainer.compute_dtype != "float32":
+      # Representations are read in float32 whatever the training precision
+      # (training/precision.py): a float32 twin takes the trained weights.
+      with strategy.scope():
+        model = task.make_model(dataset, settings["seed"], trainer.train_split)
+      model.set_weights(trainer.model.get_weights())
+    return trunks_lib.from_checkpoint(
+        task, model, trainer.manager.latest_checkpoint, step)
+  trunks = [trained_trunk]
   if settings["evaluate_random_init"]:
     def random_trunk():
       with strategy.scope():

@@ -133,20 +133,51 @@ def _central_fraction_resize(image: tf.Tensor, h: int, w: int) -> tf.Tensor:
   return _resize(crop, h, w)
 
 
+def _channels_equal(image: tf.Tensor) -> tf.Tensor:
+  """Whether every pixel of [..., 3] has three equal channels (bool scalar).
+
+  A sparse grid of pixels is compared first: a colour image (the usual case)
+  is told apart for almost nothing, and only a gray one is compared in full.
+  """
+  def equal(x):
+    return tf.logical_and(tf.reduce_all(tf.equal(x[..., 0], x[..., 1])),
+                          tf.reduce_all(tf.equal(x[..., 1], x[..., 2])))
+
+  return tf.cond(equal(image[..., ::8, ::8, :]), lambda: equal(image),
+                 lambda: tf.constant(False))
+
+
 def _color_distort(image: tf.Tensor, seed: tf.Tensor, brightness_delta: float,
-                   saturation_lower: float, saturation_upper: float) -> tf.Tensor:
-  """Random brightness and saturation of [H, W, 3] in [0, 1], in random order."""
+                   saturation_lower: float, saturation_upper: float,
+                   gray: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """Random brightness and saturation of [H, W, 3] in [0, 1], in random order.
+
+  gray: optional bool scalar, whether all channels of `image` are equal;
+  where true, the saturation is left out (see below).
+  """
   order_seed, brightness_seed, saturation_seed = tf.unstack(ppr.split_seed(seed, 3))
 
   def brightness(x):
     return tf.image.stateless_random_brightness(x, brightness_delta, brightness_seed)
 
-  def saturation(x):
+  def adjust_saturation(x):
     if saturation_lower == saturation_upper:
       # TF's random op needs upper > lower; a fixed factor is the limit case.
       return tf.image.adjust_saturation(x, saturation_lower)
     return tf.image.stateless_random_saturation(
         x, saturation_lower, saturation_upper, saturation_seed)
+
+  # TF's saturation kernel (an HSV round trip per pixel) gives every pixel
+  # with equal channels back bit for bit (hue 0, saturation 0 before and
+  # after), and a brightness shift keeps channels equal; it is the costliest
+  # op of the inception augmentations, and exemplar's grayscale (p = 2/3, before
+  # its 8 crops) makes most of its crops gray. Its factor is drawn from its own
+  # seed, so skipping it changes no other draw. Only a caller that knows asks
+  # for this: in pipelines without grayscale a check per image is pure cost.
+  def saturation(x):
+    if gray is None:
+      return adjust_saturation(x)
+    return tf.cond(gray, lambda: x, lambda: adjust_saturation(x))
 
   brightness_first = tf.random.stateless_uniform([], order_seed) < 0.5
   image = tf.cond(brightness_first,
@@ -158,13 +189,17 @@ def _color_distort(image: tf.Tensor, seed: tf.Tensor, brightness_delta: float,
 
 def _inception_preprocess(image: tf.Tensor, seed: Optional[tf.Tensor], h: int,
                           w: int, training: bool, area_min: float,
-                          area_max: float) -> tf.Tensor:
-  """Inception-style augmentation of [H, W, 3] in [0, 1]; output in [-1, 1]."""
+                          area_max: float,
+                          gray: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """Inception-style augmentation of [H, W, 3] in [0, 1]; output in [-1, 1].
+
+  gray: as in _color_distort, for `image` (its crops are gray alike).
+  """
   if training:
     crop_seed, flip_seed, color_seed = tf.unstack(ppr.split_seed(seed, 3))
     image = _inception_crop(image, crop_seed, h, w, area_min, area_max)
     image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-    image = _color_distort(image, color_seed, 32.0 / 255.0, 0.5, 1.5)
+    image = _color_distort(image, color_seed, 32.0 / 255.0, 0.5, 1.5, gray=gray)
   else:
     image = _central_fraction_resize(image, h, w)
   return image * 2.0 - 1.0
@@ -420,8 +455,15 @@ def get_inception_patches(n: int, size: Size, area_min: float = 5,
       return _with_image(features, tf.repeat(copy[None], n, axis=0))
     seed, features = ppr.next_seed(features)
     seeds = tf.unstack(ppr.split_seed(seed, n))
-    copies = [_inception_preprocess(image, s, h, w, True, area_min, area_max)
-              for s in seeds]
+
+    # Whether the image is gray (exemplar's to_gray(2/3) runs before this op),
+    # asked once rather than of each crop: cropping, bilinear resizing and
+    # flipping compute every channel alike, so the crops of a gray image are
+    # gray bit for bit (exemplar's batches on bench/input_pipeline.py's
+    # stand-in ImageNet came out identical to saturating every crop).
+    gray = _channels_equal(image) if image.shape[-1] == 3 else None
+    copies = [_inception_preprocess(image, s, h, w, True, area_min, area_max,
+                                    gray=gray) for s in seeds]
     return _with_image(features, tf.stack(copies))
 
   return _apply
@@ -443,6 +485,19 @@ def get_value_range(lo: float, hi: float, in_lo: float = 0.0, in_hi: float = 1.0
     return _with_image(features, image * scale + lo)
 
   return ppr.batchable(_apply)
+
+
+def _gray(image: tf.Tensor) -> tf.Tensor:
+  """The mean of the channels, tiled back to the input's channel count."""
+  if image.shape[-1] == 3:
+    # The same sum in the same order and the same division as reduce_mean
+    # (TF sums the 3 values one after the other, then divides by the count),
+    # so the same bits; a reduction over a last axis of 3 is a slow path of
+    # TF's kernels, and this took about half the time.
+    mean = ((image[..., 0:1] + image[..., 1:2]) + image[..., 2:3]) / 3.0
+  else:
+    mean = tf.reduce_mean(image, axis=-1, keepdims=True)
+  return tf.broadcast_to(mean, tf.shape(image))
 
 
 @ppr.register("to_gray")
@@ -467,20 +522,25 @@ def get_to_gray(p: float = 2.0 / 3.0, eval_p: float = 0.0,
     image = _float_image(features, "to_gray")
     if prob == 0.0:
       return features
-    gray = tf.broadcast_to(tf.reduce_mean(image, axis=-1, keepdims=True),
-                           tf.shape(image))
     if prob == 1.0:
-      return _with_image(features, gray)
+      return _with_image(features, _gray(image))
     seed, features = ppr.next_seed(features)
     if per_element:
       if image.shape.rank != 4:
         raise ValueError(f"to_gray(per_element=True) needs a stack [N, H, W, C] "
                          f"(put it after crop_patches); got shape {image.shape}.")
-      # One draw per element, broadcast over its H, W, C.
-      draws = tf.random.stateless_uniform([tf.shape(image)[0], 1, 1, 1], seed)
-    else:
-      draws = tf.random.stateless_uniform([], seed)
-    return _with_image(features, tf.where(draws < prob, gray, image))
+      # One draw per element. Picking each element from [colour; gray] by
+      # index copies it once; tf.where with the draws broadcast over H, W, C
+      # took twice as long (TF's broadcasting select is a slow path).
+      n = tf.shape(image)[0]
+      draws = tf.random.stateless_uniform([n], seed)
+      picks = tf.range(n) + n * tf.cast(draws < prob, tf.int32)
+      return _with_image(features, tf.gather(tf.concat([image, _gray(image)], 0),
+                                             picks))
+    draws = tf.random.stateless_uniform([], seed)
+    # A branch, so a colour example skips computing the gray image at all.
+    return _with_image(features, tf.cond(draws < prob, lambda: _gray(image),
+                                         lambda: tf.identity(image)))
 
   # Per-example coin flips only strictly between 0 and 1.
   return ppr.batchable(_apply) if prob in (0.0, 1.0) else _apply

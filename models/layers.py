@@ -86,13 +86,89 @@ def conv2d(filters, kernel_size, name, strides=1, padding='valid', weight_decay=
       kernel_regularizer=weight_decay_regularizer(weight_decay), name=name)
 
 
+class BatchNorm(keras.layers.BatchNormalization):
+  """Keras's BatchNormalization with TF's fused kernel and two-pass sync stats.
+
+  Same variables, same moving-average rule (`moving * momentum + batch *
+  (1 - momentum)`, biased batch variance) and the same outputs as the Keras
+  layer up to float rounding, but:
+    - on one replica, and in inference, one fused op (oneDNN on CPU, cuDNN
+      on GPU) instead of a chain of elementwise ops; under a mixed policy it
+      reads the bfloat16/float16 activations directly and keeps its
+      statistics in float32, where Keras copies every activation to float32
+      first. bench/train_step.py measures what this buys;
+    - across replicas (`synchronized=True` under a multi-replica strategy),
+      the variance in two passes, mean(x - all-reduced mean)^2, rather than
+      Keras's E[x^2] - E[x]^2, which cancels where activations have a large
+      mean (RevNet's unnormalised stream): several replicas then take the
+      step one replica takes on the same global batch.
+  Masks, renorm and axes other than the last take Keras's own path.
+  """
+
+  def call(self, inputs, training=None, mask=None):
+    rank = inputs.shape.rank
+    context = tf.distribute.get_replica_context()
+    if (mask is not None or context is None or self.renorm
+        or rank not in (2, 4) or self.axis not in (-1, rank - 1)):
+      return super().call(inputs, training=training, mask=mask)
+    x = inputs if rank == 4 else inputs[:, None, None, :]
+    if x.dtype not in (tf.float16, tf.bfloat16, tf.float32):
+      x = tf.cast(x, tf.float32)
+    channels = x.shape[-1]
+    gamma = self.gamma if self.scale else tf.ones([channels])
+    beta = self.beta if self.center else tf.zeros([channels])
+    if training and self.trainable:
+      if self.synchronized and context.num_replicas_in_sync > 1:
+        y, mean, variance = _cross_replica_batch_norm(
+            x, gamma, beta, self.epsilon, context)
+      else:
+        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            x, gamma, beta, epsilon=self.epsilon, is_training=True)
+        # The kernel returns the unbiased variance; the moving average (as
+        # Keras's, and the reference's) takes the biased one.
+        n = tf.cast(tf.size(x) // channels, tf.float32)
+        variance = variance * (n - 1.0) / tf.maximum(n, 1.0)
+      self.moving_mean.assign(
+          self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+      self.moving_variance.assign(
+          self.moving_variance * self.momentum
+          + variance * (1.0 - self.momentum))
+    else:
+      y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+          x, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
+          epsilon=self.epsilon, is_training=False)
+    if rank == 2:
+      y = y[:, 0, 0, :]
+    return tf.cast(y, self.compute_dtype)
+
+
+def _cross_replica_batch_norm(x, gamma, beta, epsilon, context):
+  """Batch norm of [B, H, W, C] with moments over every replica's batch.
+
+  Returns (y [B, H, W, C] in x's dtype, mean [C], biased variance [C]), the
+  moments in float32. Gradients flow through the all-reduces, so each
+  replica's input gradient accounts for the whole global batch.
+  """
+  xf = tf.cast(x, tf.float32)
+  count = tf.cast(tf.size(xf) // xf.shape[-1], tf.float32)
+  total, count = context.all_reduce(
+      tf.distribute.ReduceOp.SUM, [tf.reduce_sum(xf, axis=[0, 1, 2]), count])
+  mean = total / count
+  squares = context.all_reduce(
+      tf.distribute.ReduceOp.SUM,
+      tf.reduce_sum(tf.square(xf - mean), axis=[0, 1, 2]))
+  variance = squares / count
+  y = tf.nn.batch_normalization(xf, mean, variance, beta, gamma, epsilon)
+  return tf.cast(y, x.dtype), mean, variance
+
+
 def batch_norm(name):
   """Batch norm of the trunks: momentum 0.99, epsilon 1e-3, cross-replica stats.
 
   `synchronized=True` all-reduces the batch moments across replicas under a
-  multi-replica strategy and is a no-op on the default strategy.
+  multi-replica strategy; on one replica the fused kernel runs (`BatchNorm`).
   """
-  return keras.layers.BatchNormalization(
+  return BatchNorm(
       axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=True, name=name)
 
 
@@ -180,10 +256,14 @@ class Head(keras.layers.Layer):
 
     D is `representation_size` when set, else C.
     """
-    pre_logits = tf.reduce_mean(features, axis=[1, 2])
+    # float32 from the pool on (a no-op in float32): under a mixed policy
+    # the mean of a bfloat16 map would round every representation, and
+    # losses, the feature cache and the solvers want float32 anyway.
+    pre_logits = tf.reduce_mean(tf.cast(features, tf.float32), axis=[1, 2])
     if self.representation is not None:
-      pre_logits = self.representation(pre_logits)
-    logits = self.logits(pre_logits) if self.logits is not None else None
+      pre_logits = tf.cast(self.representation(pre_logits), tf.float32)
+    logits = (tf.cast(self.logits(pre_logits), tf.float32)
+              if self.logits is not None else None)
     return pre_logits, logits
 
 
@@ -255,14 +335,18 @@ class Trunk(keras.Model):
         averages.
 
     Returns:
-      (logits, end_points): logits is [B, num_classes] or None when the model
-      has no logits layer; end_points is an OrderedDict of the named tensors in
+      (logits, end_points), all float32 whatever the layers compute in:
+      logits is [B, num_classes] or None when the model has no logits layer; end_points is an OrderedDict of the named tensors in
       network order, ending with `pre_logits` [B, D] and (only with logits)
       `logits`.
     """
     end_points = collections.OrderedDict()
     features = self.trunk_features(images, training, end_points)
     pre_logits, logits = self.head(features)
+    # End points leave the network in float32 whatever the compute dtype
+    # (training/precision.py); unused ones cost nothing inside a tf.function.
+    for name, value in end_points.items():
+      end_points[name] = tf.cast(value, tf.float32)
     end_points['pre_logits'] = pre_logits
     if logits is not None:
       end_points['logits'] = logits

@@ -10,6 +10,7 @@ bottleneck units with 64k, 128k, 256k, 512k output channels and strides
 import tensorflow as tf
 
 from models import layers
+from models import recompute
 
 UNITS_PER_BLOCK = (3, 4, 6, 3)
 BLOCK_STRIDES = (1, 2, 2, 2)
@@ -101,12 +102,15 @@ class BottleneckV2(layers.CompositeLayer):
 class ResNetBlock(layers.CompositeLayer):
   """A stack of bottleneck units; only the first one strides or changes width.
 
-  Maps [B, H, W, in_channels] to [B, ceil(H/s), ceil(W/s), filters].
+  Maps [B, H, W, in_channels] to [B, ceil(H/s), ceil(W/s), filters]. With
+  memory_saving 'recompute' the block keeps only its input for the backward
+  pass (models/recompute.py).
   """
 
   def __init__(self, version, num_units, in_channels, filters, strides, weight_decay,
-               **kwargs):
+               memory_saving='none', **kwargs):
     super().__init__(**kwargs)
+    self.memory_saving = memory_saving
     unit_class = BottleneckV1 if version == 'v1' else BottleneckV2
     self.unit_names = tuple(f'unit{i + 1}' for i in range(num_units))
     for i, unit_name in enumerate(self.unit_names):
@@ -118,9 +122,16 @@ class ResNetBlock(layers.CompositeLayer):
       setattr(self, unit_name, unit)
 
   def call(self, x, training=False):
-    for unit_name in self.unit_names:
-      x = getattr(self, unit_name)(x, training=training)
-    return x
+    units = [getattr(self, unit_name) for unit_name in self.unit_names]
+
+    def run(x):
+      for unit in units:
+        x = unit(x, training=training)
+      return x
+
+    if self.memory_saving == 'recompute':
+      return recompute.recompute(run, units, x)
+    return run(x)
 
 
 class ResNet50(layers.Trunk):
@@ -131,10 +142,15 @@ class ResNet50(layers.Trunk):
   [B, H/32, W/32, 512k], pre_logits [B, 512k] (or representation_size),
   logits [B, num_classes]. In patch mode: after_root/block1 H/2, block2 H/4,
   block3 and block4 H/8.
+
+  `memory_saving`: 'none' or 'recompute' (models/recompute.py), None for the
+  gin-bound `memory_saving.mode`; 'reversible' raises, ResNet units are not
+  invertible.
   """
 
   def __init__(self, version='v2', width=4, num_classes=None, last_relu=True,
-               patch_mode=False, representation_size=None, weight_decay=1e-4, name=None):
+               patch_mode=False, representation_size=None, weight_decay=1e-4, name=None,
+               memory_saving=None):
     if version not in ('v1', 'v2'):
       raise ValueError(f"ResNet version must be 'v1' or 'v2', got {version!r}.")
     layers.check_positive_int(width, 'width', 'it is the widening factor k, e.g. 4.')
@@ -143,8 +159,11 @@ class ResNet50(layers.Trunk):
           'resnet50_v1 always ends in a ReLU (it is part of its last unit), so '
           'last_relu=False is not defined for it; the "(-)" variants of the paper are '
           'resnet50_v2 or revnet50 with last_relu=False.')
-    super().__init__(num_classes, representation_size, weight_decay,
-                     name=name or f'resnet50_{version}')
+    name = name or f'resnet50_{version}'
+    # Checked before any layer exists: 'reversible' is a configuration error here.
+    memory_saving = recompute.trunk_mode(memory_saving, name)
+    super().__init__(num_classes, representation_size, weight_decay, name=name)
+    self.memory_saving = memory_saving
     self.version = version
     self.width = width
     self.last_relu = last_relu
@@ -162,7 +181,7 @@ class ResNet50(layers.Trunk):
       filters = 64 * width * 2**i
       setattr(self, block_name, ResNetBlock(
           version, UNITS_PER_BLOCK[i], in_channels, filters, block_strides(patch_mode)[i],
-          weight_decay, name=block_name))
+          weight_decay, memory_saving=memory_saving, name=block_name))
       in_channels = filters
     self.final_bn = layers.batch_norm('final_bn') if version == 'v2' else None
     self.add_head()

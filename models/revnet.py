@@ -6,10 +6,17 @@ weight decay, then the 3x3/2 max-pool -> `after_root`. Four blocks of 3, 4, 6,
 by the next block's stride and zero channel padding double the channels
 (64k, 128k, 256k, 512k). Head as ResNet v2: BN, optional ReLU, global average
 pool -> `pre_logits` [B, 512k].
+
+Memory saving (models/recompute.py): 'recompute' keeps each block's input and
+recomputes the block in the backward pass; 'reversible' keeps each block's
+output only and rebuilds every unit's input from its output on the way back
+(`RevNetBlock.reversible_call`), the backward pass the units' invertibility
+is for.
 """
 import tensorflow as tf
 
 from models import layers
+from models import recompute
 from models import resnet
 
 
@@ -69,18 +76,135 @@ def pool_and_double_channels(x, stride):
 
 
 class RevNetBlock(layers.CompositeLayer):
-  """`num_units` reversible units at constant shape [B, H, W, channels]."""
+  """`num_units` reversible units at constant shape [B, H, W, channels].
 
-  def __init__(self, num_units, channels, weight_decay, **kwargs):
+  `memory_saving` (recompute.MODES) says what the block keeps for the
+  backward pass: everything ('none'), its input ('recompute') or only what
+  is stored anyway ('reversible', see `reversible_call`).
+  """
+
+  def __init__(self, num_units, channels, weight_decay, memory_saving='none', **kwargs):
     super().__init__(**kwargs)
+    self.memory_saving = memory_saving
     self.unit_names = tuple(f'unit{i + 1}' for i in range(num_units))
     for unit_name in self.unit_names:
       setattr(self, unit_name, ReversibleUnit(channels, weight_decay, name=unit_name))
 
-  def call(self, x, training=False):
-    for unit_name in self.unit_names:
-      x = getattr(self, unit_name)(x, training=training)
-    return x
+  def call(self, x, training=False, transition_stride=None):
+    """Runs the units.
+
+    Args:
+      x: [B, H, W, channels], or with `transition_stride` the previous
+        block's output [B, H * s, W * s, channels / 2] (ceil on H, W), which
+        `pool_and_double_channels` turns into this block's input.
+      training: Python bool, passed to the units' batch norms.
+      transition_stride: None, or the stride s of that transition.
+
+    Returns:
+      [B, H, W, channels].
+    """
+    units = [getattr(self, unit_name) for unit_name in self.unit_names]
+
+    def run(x):
+      for unit in units:
+        x = unit(x, training=training)
+      return x
+
+    if self.memory_saving == 'reversible':
+      return self.reversible_call(run, units, x, training, transition_stride)
+    if transition_stride is not None:
+      x = pool_and_double_channels(x, transition_stride)
+    if self.memory_saving == 'recompute':
+      return recompute.recompute(run, units, x)
+    return run(x)
+
+  def reversible_call(self, run, units, source, training, transition_stride):
+    """`run` on the block input, keeping only its output for the backward pass.
+
+    The backward pass walks the units last to first. For a unit's output
+    y = [y_a, y_b] = [x2, x1 + F(x2)] and output gradient [dy_a, dy_b], it
+    rebuilds x2 = y_a, runs F(x2) once more under a tape (batch norms frozen:
+    recompute.frozen_moving_statistics), and gets
+
+      x1 = y_b - F(x2)                     (the unit's input, for the next one)
+      dx1 = dy_b
+      (g_x2, g_F) = d F(x2) / d (x2, F's variables), weighted by dy_b
+      dx2 = dy_a + g_x2.
+
+    The first unit is the exception: it takes x2 from the block input, rebuilt
+    exactly from `source`, which is stored anyway (the previous block's output
+    is that block's starting point; block 1's input, the root max-pool's
+    output, is kept by the max-pool's gradient). A rebuilt input is exact
+    only up to round-off, and the first unit's x2 holds exact zeros (the
+    channels `pool_and_double_channels` pads, the root max-pool's zero
+    padding) that its batch norm maps onto ReLU's kink, where a round-off of
+    1e-9 flips the ReLU's gradient; that made the 'reversible' gradients
+    differ by percents. Later units see sums with F's output, where ties are
+    as rare as anywhere.
+
+    In training mode F normalises with the batch statistics of the rebuilt
+    x2, the forward pass's up to the round-off of the reconstruction. That
+    round-off is the compute dtype's: about 1e-7 relative per unit in
+    float32; under a bfloat16 policy a rebuilt input is only as exact as
+    bfloat16 (for k = 1, 64x64, moving statistics: gradients 1.4% (L2) off
+    the bfloat16 'none' ones, which are themselves 4.9% off float32's).
+
+    Args:
+      run: x -> y, the units in order (the plain forward pass).
+      units: the ReversibleUnits, in order.
+      source: the block input [B, H, W, C], or with `transition_stride` the
+        previous block's output; in the compute dtype.
+      training: Python bool, as passed to the units.
+      transition_stride: None, or the stride of `pool_and_double_channels`
+        from `source` to the block input.
+
+    Returns:
+      y = run(block input), [B, H, W, C].
+    """
+
+    def block_input(source):
+      if transition_stride is None:
+        return source
+      return pool_and_double_channels(source, transition_stride)
+
+    @tf.custom_gradient
+    def block(source):
+      y = recompute.unrecorded(lambda source: run(block_input(source)), source)
+
+      def grad(dy, variables=None):
+        """dy: [B, H, W, C] -> (d source, one gradient per variable)."""
+        variables = list(variables or [])
+        # Moving statistics and anything F does not reach keep None.
+        variable_grads = [None] * len(variables)
+        y_unit = recompute.after(y, dy)
+        for unit in reversed(units):
+          dy_a, dy_b = tf.split(dy, 2, axis=-1)
+          if unit is units[0]:
+            # x2 from the block input, rebuilt exactly (see above).
+            source_again = recompute.after(source, dy)
+            with tf.GradientTape() as input_tape:
+              input_tape.watch(source_again)
+              x = block_input(source_again)
+            x2 = tf.split(x, 2, axis=-1)[1]
+          else:
+            x2, y_b = tf.split(y_unit, 2, axis=-1)
+          with tf.GradientTape() as tape:
+            tape.watch(x2)
+            with recompute.frozen_moving_statistics([unit]):
+              f = unit.residual_fn(x2, training=training)
+          grads = tape.gradient(f, [x2] + variables, output_gradients=dy_b)
+          if unit is not units[0]:
+            y_unit = tf.concat([y_b - f, x2], axis=-1)  # The previous unit's output.
+          dy = tf.concat([dy_b, dy_a + grads[0]], axis=-1)
+          for i, g in enumerate(grads[1:]):
+            if g is not None:
+              variable_grads[i] = g if variable_grads[i] is None else variable_grads[i] + g
+        d_source = input_tape.gradient(x, source_again, output_gradients=dy)
+        return d_source, variable_grads
+
+      return y, grad
+
+    return block(source)
 
 
 class RevNet50(layers.Trunk):
@@ -90,12 +214,18 @@ class RevNet50(layers.Trunk):
   [B, H/4, W/4, 64k], block1 [B, H/4, W/4, 64k], block2 [B, H/8, W/8, 128k],
   block3 [B, H/16, W/16, 256k], block4 [B, H/32, W/32, 512k], pre_logits
   [B, 512k] (or representation_size), logits [B, num_classes].
+
+  `memory_saving`: one of recompute.MODES, None for the gin-bound
+  `memory_saving.mode`.
   """
 
   def __init__(self, width=4, num_classes=None, last_relu=True, patch_mode=False,
-               representation_size=None, weight_decay=1e-4, name='revnet50'):
+               representation_size=None, weight_decay=1e-4, name='revnet50',
+               memory_saving=None):
     layers.check_positive_int(width, 'width', 'it is the widening factor k, e.g. 4.')
+    memory_saving = recompute.trunk_mode(memory_saving, name, reversible_units=True)
     super().__init__(num_classes, representation_size, weight_decay, name=name)
+    self.memory_saving = memory_saving
     self.width = width
     self.last_relu = last_relu
     self.patch_mode = patch_mode
@@ -107,7 +237,8 @@ class RevNet50(layers.Trunk):
     self.block_names = ('block1', 'block2', 'block3', 'block4')
     for i, block_name in enumerate(self.block_names):
       setattr(self, block_name, RevNetBlock(
-          resnet.UNITS_PER_BLOCK[i], 64 * width * 2**i, weight_decay, name=block_name))
+          resnet.UNITS_PER_BLOCK[i], 64 * width * 2**i, weight_decay,
+          memory_saving=memory_saving, name=block_name))
     self.final_bn = layers.batch_norm('final_bn')
     self.add_head()
 
@@ -116,9 +247,11 @@ class RevNet50(layers.Trunk):
     x = layers.root_max_pool(x)
     end_points['after_root'] = x
     for i, block_name in enumerate(self.block_names):
-      if i > 0:
-        x = pool_and_double_channels(x, self.strides[i])
-      x = getattr(self, block_name)(x, training=training)
+      # Blocks 2..4 pool and double their input themselves, so that with
+      # memory_saving 'reversible' they can rebuild it from the previous
+      # block's output (kept anyway) instead of storing it.
+      x = getattr(self, block_name)(
+          x, training=training, transition_stride=self.strides[i] if i > 0 else None)
       end_points[block_name] = x
     x = self.final_bn(x, training=training)
     if self.last_relu:

@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 from models import layers
+from models import recompute
 
 CONVS_PER_STAGE = (2, 2, 4, 4, 4)
 STAGE_WIDTH_MULTIPLIERS = (1, 2, 4, 8, 8)
@@ -73,15 +74,22 @@ class VGG19BN(layers.Trunk):
   [B, H/16, W/16, 8w]; fc6 [B, 1, 1, 512k]; pre_logits [B, 512k] (or
   representation_size); logits [B, num_classes]. If the model is applied to
   larger images than it was built for, fc7 is spatial and is average-pooled.
+
+  `memory_saving`: 'none' or 'recompute' (each of the five conv stages keeps
+  only its input; models/recompute.py), None for the gin-bound
+  `memory_saving.mode`; 'reversible' raises.
   """
 
   def __init__(self, width=4, num_classes=None, last_relu=True, patch_mode=False,
-               representation_size=None, weight_decay=1e-4, name='vgg19_bn'):
+               representation_size=None, weight_decay=1e-4, name='vgg19_bn',
+               memory_saving=None):
     layers.check_positive_int(width, 'width', 'it is the widening factor k, e.g. 8.')
     if not last_relu:
       raise ValueError('vgg19_bn always ends in fc7-BN-ReLU; last_relu=False is only '
                        'defined for resnet50_v2 and revnet50.')
+    memory_saving = recompute.trunk_mode(memory_saving, name)
     super().__init__(num_classes, representation_size, weight_decay, name=name)
+    self.memory_saving = memory_saving
     self.width = width
     self.last_relu = last_relu
     self.patch_mode = patch_mode
@@ -118,8 +126,15 @@ class VGG19BN(layers.Trunk):
   def trunk_features(self, images, training, end_points):
     x = images
     for stage, stage_names in enumerate(self.conv_names):
-      for conv_name in stage_names:
-        x = getattr(self, conv_name)(x, training=training)
+      convs = [getattr(self, conv_name) for conv_name in stage_names]
+
+      def run(x, convs=convs):
+        for conv in convs:
+          x = conv(x, training=training)
+        return x
+
+      # The stage's output is kept either way: the max-pool's gradient needs it.
+      x = recompute.recompute(run, convs, x) if self.memory_saving == 'recompute' else run(x)
       if stage > 0:
         end_points[f'block{stage}'] = x
       # Built for one size, called on another (the representation's): the

@@ -117,7 +117,7 @@ class PatchHead(keras.layers.Layer):
     self.hidden = hidden
     self.fc1 = keras.layers.Dense(
         hidden, name="fc1", **head_layer_kwargs(weight_decay, HEAD_HIDDEN_BIAS))
-    self.bn = keras.layers.BatchNormalization(
+    self.bn = model_layers.BatchNorm(
         momentum=HEAD_BN_MOMENTUM, epsilon=HEAD_BN_EPSILON, synchronized=True,
         name="bn")
     self.dropout = keras.layers.Dropout(dropout, name="dropout")
@@ -134,7 +134,8 @@ class PatchHead(keras.layers.Layer):
     x = self.fc1(features)
     x = tf.nn.relu(self.bn(x, training=training))
     x = self.dropout(x, training=training)
-    return self.fc2(x)
+    # float32 logits for the loss under a mixed policy (training/precision.py).
+    return tf.cast(self.fc2(x), tf.float32)
 
 
 class PatchNetwork(keras.Model):

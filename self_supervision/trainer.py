@@ -21,6 +21,7 @@ from self_supervision import task as task_lib
 from training import checkpoints as checkpoints_lib
 from training import loop as loop_lib
 from training import optimizer as optimizer_lib
+from training import precision as precision_lib
 from training import schedule as schedule_lib
 
 
@@ -30,7 +31,11 @@ class Trainer:
   """Trains `task.build_model()` on `dataset` under `strategy`.
 
   Gin binds the schedule and loop settings as `train.<argument>`; durations are
-  in epochs of the `train_split` (SPEC §4 defaults).
+  in epochs of the `train_split` (SPEC §4 defaults). `precision` is one of
+  training.precision.PRECISIONS ('mixed': bfloat16 on TPU and bf16 CPUs,
+  float16 with loss scaling on GPU); `jit_compile` compiles the forward and
+  backward pass with XLA (BENCHMARKS.md has the measurements behind both
+  defaults being off).
   """
 
   def __init__(self, task: task_lib.Task, dataset, workdir: str,
@@ -44,6 +49,7 @@ class Trainer:
                eval_split: str = "val", eval_batch_size: Optional[int] = None,
                cache_dataset: bool = False, shuffle_buffer: int = 10_000,
                init_checkpoint: Optional[str] = None,
+               precision: str = "float32", jit_compile: bool = False,
                log: Callable[[str], None] = print):
     self.task, self.dataset, self.strategy = task, dataset, strategy
     self.workdir, self.seed, self.log = workdir, seed, log
@@ -61,10 +67,14 @@ class Trainer:
         warmup_epochs=warmup_epochs, decay_epochs=decay_epochs,
         factor=decay_factor)
 
-    with strategy.scope():
+    # train.precision: 'float32', 'mixed' (the device's fast dtype), ...
+    self.compute_dtype = precision_lib.resolve(
+        precision, precision_lib.device_kind(strategy), log=log)
+    with strategy.scope(), precision_lib.policy_scope(self.compute_dtype):
       self.model = task.make_model(dataset, seed, train_split)
-      self.optimizer = optimizer_lib.make_optimizer(optimizer, self.schedule,
-                                                    momentum)
+      self.optimizer = precision_lib.wrap_optimizer(
+          optimizer_lib.make_optimizer(optimizer, self.schedule, momentum),
+          self.compute_dtype)
       self.eval_metrics = task.make_metrics()
       train_metrics = task.make_metrics()
     optimizer_lib.build(self.optimizer, self.model.trainable_variables, strategy)
@@ -91,7 +101,8 @@ class Trainer:
         checkpoint_secs=checkpoint_secs, max_to_keep=max_to_keep,
         keep_checkpoint_every_hours=keep_checkpoint_every_hours,
         summary_writer=self.summary_writer,
-        lr_binding="scaled_learning_rate.base_lr", log=log)
+        lr_binding="scaled_learning_rate.base_lr", jit_compile=jit_compile,
+        log=log)
     self.manager = self.loop.checkpoints
 
     def eval_step(batch):
@@ -128,7 +139,7 @@ class Trainer:
     self.log(f"Training {self.task.name} for {self.total_steps} steps "
              f"({self.epochs} epochs of {self.train_split}, global batch "
              f"{self.global_batch_size}, {self.strategy.num_replicas_in_sync} "
-             f"replica(s)), from step {start}.")
+             f"replica(s), {self.compute_dtype} compute), from step {start}.")
     self.loop.train(self.total_steps)
     self.loop.save()
     self.summary_writer.flush()

