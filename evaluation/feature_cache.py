@@ -8,9 +8,12 @@ so a 42 GB matrix costs no RAM until a chunk of it is read).
 An entry is one (split, layer) matrix. Its key is a hash of: the trunk's
 fingerprint (checkpoint path, size and modification time, or a module's, or
 the random-init seed and architecture), the dataset, split and its size, the
-end point, the pooling, the preprocessing string and the storage dtype. A new
-checkpoint, a different pooling or pipeline therefore misses and re-extracts;
-nothing is ever invalidated by hand. Layout:
+end point, the pooling, the preprocessing string, the storage dtype and, when
+the trunk computed in bfloat16 or float16 (`extraction.precision`), that
+compute dtype. A float32 extraction's key has no compute field, so it is the
+key entries had before the field existed and their caches still hit. A new
+checkpoint, a different pooling, pipeline or compute precision therefore
+misses and re-extracts; nothing is ever invalidated by hand. Layout:
 
   <root>/<split>-<layer>-<hash16>/{key.json, features.npy [N, D], labels.npy [N]}
 
@@ -52,14 +55,23 @@ class FeatureCache:
                        f"{DTYPES} (float16 halves the disk and read time).")
     self.root, self.dtype = os.fspath(root), dtype
     self.hits = self.misses = 0
-    self._extractor = None  # (task, model, (layers, pooling), Extractor)
+    # (task, model, (layers, pooling, compute_dtype), Extractor)
+    self._extractor = None
 
   def key(self, *, trunk: Dict, dataset: str, split: str, num_examples: int,
-          layer: str, pooling: str, preprocess: str) -> Dict:
-    """The identity of one entry (what its hash is taken of)."""
-    return dict(version=FORMAT_VERSION, trunk=trunk, dataset=dataset,
-                split=split, num_examples=int(num_examples), layer=layer,
-                pooling=pooling, preprocess=preprocess, dtype=self.dtype)
+          layer: str, pooling: str, preprocess: str,
+          compute_dtype: str = "float32") -> Dict:
+    """The identity of one entry (what its hash is taken of).
+
+    compute_dtype: what the trunk computed in; recorded only when not
+    float32, so float32 keys (and hashes) are those of earlier versions.
+    """
+    key = dict(version=FORMAT_VERSION, trunk=trunk, dataset=dataset,
+               split=split, num_examples=int(num_examples), layer=layer,
+               pooling=pooling, preprocess=preprocess, dtype=self.dtype)
+    if compute_dtype != "float32":
+      key["compute_dtype"] = compute_dtype
+    return key
 
   def path(self, key: Dict) -> str:
     digest = hashlib.sha256(
@@ -84,12 +96,15 @@ class FeatureCache:
 
   def get(self, task, model, dataset, split: str, layers: Sequence[str], *,
           trunk: Dict, pooling: str = "adaptive_max", batch_size: int = 256,
-          strategy=None, log: Callable[[str], None] = print
+          strategy=None, compute_dtype: str = "float32",
+          log: Callable[[str], None] = print
           ) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
     """Features of `layers` for `split`: cached ones read, the others extracted.
 
     Missing layers are extracted together in one pass over the split and
-    stored before being returned.
+    stored before being returned. compute_dtype: what the trunk computes in
+    ('float32', 'bfloat16', 'float16'; see representations.Extractor); part
+    of the key, so features of two precisions never stand in for each other.
 
     Returns:
       ({layer: [N, D_layer] array (memory-mapped, self.dtype)}, int64 [N]).
@@ -98,7 +113,8 @@ class FeatureCache:
     n = dataset.num_examples(split)
     keys = {l: self.key(trunk=trunk, dataset=dataset.name, split=split,
                         num_examples=n, layer=l, pooling=pooling,
-                        preprocess=pp) for l in layers}
+                        preprocess=pp, compute_dtype=compute_dtype)
+            for l in layers}
     features, labels = {}, None
     missing = []
     for layer in layers:
@@ -113,22 +129,24 @@ class FeatureCache:
       log(f"  extracting {', '.join(missing)} of {split} into {self.root}")
       fresh, labels = self._extract(task, model, dataset, split, missing,
                                     [keys[l] for l in missing], pooling,
-                                    batch_size, strategy, log)
+                                    batch_size, strategy, compute_dtype, log)
       features.update(fresh)
     else:
       log(f"  features of {split} ({', '.join(layers)}) read from {self.root}")
     return {l: features[l] for l in layers}, labels
 
   def _extract(self, task, model, dataset, split, layers, keys, pooling,
-               batch_size, strategy, log):
+               batch_size, strategy, compute_dtype, log):
     # One traced extractor serves every split of the same trunk. The memo
     # holds the task and model themselves (compared by identity), so they stay
     # alive and cannot be mistaken for a later object at the same address.
     memo = self._extractor
+    settings = (tuple(layers), pooling, compute_dtype)
     if not (memo and memo[0] is task and memo[1] is model
-            and memo[2] == (tuple(layers), pooling)):
-      memo = (task, model, (tuple(layers), pooling), representations.Extractor(
-          task, model, layers, pooling=pooling, strategy=strategy))
+            and memo[2] == settings):
+      memo = (task, model, settings, representations.Extractor(
+          task, model, layers, pooling=pooling, strategy=strategy,
+          compute_dtype=compute_dtype))
       self._extractor = memo
     extractor = memo[3]
     n = keys[0]["num_examples"]
@@ -221,15 +239,22 @@ def read_splits(trunk, dataset, splits: Sequence[str], layers: Sequence[str], *,
   """{split: ({layer: [N, D]}, labels [N])} for a `trunks.Trunk`.
 
   Through `cache` when given (read or extract-and-store), otherwise extracted
-  into memory with one extractor (one trace) for all splits.
+  into memory with one extractor (one trace) for all splits. The trunk
+  computes in the precision gin's `extraction.precision` resolves to
+  (representations.extraction_dtype); the features are float32 (or the
+  cache's dtype) whatever it is.
   """
   splits = list(dict.fromkeys(splits))
+  dtype = representations.extraction_dtype(trunk.task, trunk.model, strategy,
+                                           log=log)
   if cache is not None:
     return {s: cache.get(trunk.task, trunk.model, dataset, s, layers,
                          trunk=trunk.fingerprint, pooling=pooling,
-                         batch_size=batch_size, strategy=strategy, log=log)
+                         batch_size=batch_size, strategy=strategy,
+                         compute_dtype=dtype, log=log)
             for s in splits}
   extractor = representations.Extractor(trunk.task, trunk.model, layers,
-                                        pooling=pooling, strategy=strategy)
+                                        pooling=pooling, strategy=strategy,
+                                        compute_dtype=dtype)
   return {s: extractor(dataset, s, batch_size=batch_size, log=log)
           for s in splits}

@@ -9,6 +9,9 @@
 Each protocol's settings are gin-bound under its module's name (`linear_eval.*`
 for linear_lbfgs, `sgd_eval.*` for the others); `overrides` (from command-line
 flags) take precedence. The low-data regime is `fraction` < 1 on any of them.
+The protocols on extracted features read them in `extraction.precision`
+(evaluation/representations.py); an entry computed from bfloat16 or float16
+features says so in its `extraction_precision` field (float32 ones have none).
 """
 import inspect
 import os
@@ -18,6 +21,7 @@ import gin
 
 from evaluation import feature_cache
 from evaluation import linear_eval
+from evaluation import representations
 from evaluation import results as results_lib
 from evaluation import sgd_eval
 
@@ -147,7 +151,14 @@ def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
       entries += sgd_eval.evaluate(trunk, dataset, eval_root, head=head,
                                    inputs=inputs, layer=layer, cache=cache,
                                    strategy=strategy, log=log, **kwargs)
+  # The image protocols run the float32 trunk in their own steps; only
+  # features extracted for the others can be of another precision.
+  dtype = representations.extraction_dtype(trunk.task, trunk.model, strategy,
+                                           log=lambda _: None)
   for e in entries:
     e["dataset"] = dataset.name
+    if dtype != "float32" and (protocol == linear_eval.PROTOCOL
+                               or protocol.endswith("_features")):
+      e["extraction_precision"] = dtype
   results_lib.update(workdir, evaluations=entries)
   return entries
