@@ -3,6 +3,7 @@ traceback unless --debug), refuse a workdir in use, and turn SIGTERM into a
 checkpoint and status 75 that a rerun resumes from."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -118,10 +119,13 @@ def test_a_diverging_run_fails_in_one_line_and_says_so_in_run_json(tmp_path):
   assert proc.returncode == 1, proc.stderr[-2000:]
   assert "Traceback" not in proc.stderr
   [line] = [l for l in proc.stderr.splitlines() if l.startswith("Failed: ")]
-  assert "The training loss is nan at step 3" in line
+  # Weights of ~1e30 overflow the weight decay (inf) by step 3; the loss
+  # itself may still be finite (1e26 with the fused batch norm) or NaN.
+  assert re.search(r"The training loss is .+ at step 3\. ", line), line
   assert "Lower scaled_learning_rate.base_lr" in line
   with open(tmp_path / "run.json") as f:
-    assert json.load(f)["status"].startswith("failed: The training loss is nan at step 3")
+    assert re.match(r"failed: The training loss is .+ at step 3\. ",
+                    json.load(f)["status"])
   assert not os.path.exists(tmp_path / "lock")
 
 

@@ -227,8 +227,11 @@ class Loop:
   def _check_finite(self, results, step):
     if np.isfinite(results["loss"]) and np.isfinite(results["weight_decay"]):
       return
+    decay = ("" if np.isfinite(results["weight_decay"]) else
+             f" and its weight decay term {results['weight_decay']}")
     raise FloatingPointError(
-        f"{self.prefix}The training loss is {results['loss']} at step {step}. "
+        f"{self.prefix}The training loss is {results['loss']}{decay} at step "
+        f"{step}. "
         f"Nothing was saved for this loop; the last good checkpoint is "
         f"{self.checkpoints.latest_checkpoint or 'none (the run just started)'}"
         f". Lower {self.lr_binding}, or check the input pipeline for bad "
