@@ -266,7 +266,9 @@ def main():
                                                    last_relu, width)],
                          skip_unknown=["experiment"])
         task = task_lib.get_task(task_name, num_classes=NUM_CLASSES)
-        batch = fixed_batch(task, args.batch)
+        # Exemplar's triplets need another source image for negatives.
+        images_per_step = max(args.batch, 2) if task_name == "exemplar" else args.batch
+        batch = fixed_batch(task, images_per_step)
         inputs = network_inputs(task, batch)
         size = input_size(batch)
         fwd = flops_lib.count_flops(
@@ -274,7 +276,7 @@ def main():
             patch_mode=task_name in PATCH_TASKS)
         for dtype in args.precisions:
           for jit in jits:
-            ours = OurStep(task, batch, args.batch, dtype, jit, args.steps)
+            ours = OurStep(task, batch, images_per_step, dtype, jit, args.steps)
             ref = (None if args.no_reference else
                    KerasReference(inputs, size, dtype, jit, args.steps))
             t_ours, t_ref = alternate(ours, ref, args.rounds)
@@ -283,13 +285,13 @@ def main():
             achieved = 3 * fwd * rate
             name = trunk + ("" if last_relu else "(-)")
             print(f"| {task_name} | {name} | {width} | {size} | {dtype} | "
-                  f"{'on' if jit else 'off'} | {rate:.1f} | "
-                  f"{rate * args.batch / inputs:.1f} | "
+                  f"{'on' if jit else 'off'} | {rate:.2f} | "
+                  f"{rate * images_per_step / inputs:.2f} | "
                   f"{ref_rate:.1f} | {rate / ref_rate:.2f} | "
                   if ref_rate else
                   f"| {task_name} | {name} | {width} | {size} | {dtype} | "
-                  f"{'on' if jit else 'off'} | {rate:.1f} | "
-                  f"{rate * args.batch / inputs:.1f} | - | - | ",
+                  f"{'on' if jit else 'off'} | {rate:.2f} | "
+                  f"{rate * images_per_step / inputs:.1f} | - | - | ",
                   end="")
             print(f"{achieved / 1e12:.3f} | {100 * achieved / peak[dtype]:.0f}% |",
                   flush=True)

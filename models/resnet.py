@@ -129,7 +129,8 @@ class ResNetBlock(layers.CompositeLayer):
         x = unit(x, training=training)
       return x
 
-    if self.memory_saving == 'recompute':
+    # Inference keeps nothing for a backward pass: nothing to save there.
+    if training and self.memory_saving == 'recompute':
       return recompute.recompute(run, units, x)
     return run(x)
 

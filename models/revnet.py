@@ -110,11 +110,12 @@ class RevNetBlock(layers.CompositeLayer):
         x = unit(x, training=training)
       return x
 
-    if self.memory_saving == 'reversible':
+    # Inference keeps nothing for a backward pass: nothing to save there.
+    if training and self.memory_saving == 'reversible':
       return self.reversible_call(run, units, x, training, transition_stride)
     if transition_stride is not None:
       x = pool_and_double_channels(x, transition_stride)
-    if self.memory_saving == 'recompute':
+    if training and self.memory_saving == 'recompute':
       return recompute.recompute(run, units, x)
     return run(x)
 

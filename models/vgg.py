@@ -134,7 +134,9 @@ class VGG19BN(layers.Trunk):
         return x
 
       # The stage's output is kept either way: the max-pool's gradient needs it.
-      x = recompute.recompute(run, convs, x) if self.memory_saving == 'recompute' else run(x)
+      # Inference keeps nothing for a backward pass: nothing to save there.
+      x = (recompute.recompute(run, convs, x)
+           if training and self.memory_saving == 'recompute' else run(x))
       if stage > 0:
         end_points[f'block{stage}'] = x
       # Built for one size, called on another (the representation's): the
