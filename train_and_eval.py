@@ -25,6 +25,7 @@ import tensorflow as tf  # noqa: E402
 
 from datasets import registry as dataset_registry  # noqa: E402
 from evaluation import protocols as protocols_lib  # noqa: E402
+from evaluation import representations  # noqa: E402
 from evaluation import results as results_lib  # noqa: E402
 from evaluation import trunks as trunks_lib  # noqa: E402
 from self_supervision import export as export_lib  # noqa: E402
@@ -313,9 +314,8 @@ def evaluate_trunks(task, datasets, trainer, step, settings, workdir, strategy,
     if trainer.compute_dtype != "float32":
       # Representations are read in float32 whatever the training precision
       # (training/precision.py): a float32 twin takes the trained weights.
-      with strategy.scope():
-        model = task.make_model(dataset, settings["seed"], trainer.train_split)
-      model.set_weights(trainer.model.get_weights())
+      model = representations.precision_twin(
+          task, model, dataset, trainer.train_split, "float32", strategy)
     return trunks_lib.from_checkpoint(
         task, model, trainer.manager.latest_checkpoint, step)
   trunks = [trained_trunk]

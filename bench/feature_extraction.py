@@ -141,7 +141,7 @@ def bench_one(args, width, size, split, dtypes=("float32",)):
       args.batch, training=False)]
   forwards = {}
   for d in dtypes:
-    net = (model if d == "float32" else representations.low_precision_twin(
+    net = (model if d == "float32" else representations.precision_twin(
         task, model, dataset, split, d))
     forwards[d] = tf.function(lambda x, net=net: net(x, training=False)[0])
     forwards[d](batches[0])  # trace (a last partial batch traces once more)

@@ -58,17 +58,16 @@ def extraction_dtype(task, model, strategy: tf.distribute.Strategy = None,
         f"float32 (its graph is frozen in float32).")
     return "float32"
   kind = precision_lib.device_kind(strategy or tf.distribute.get_strategy())
-  dtype = precision_lib.resolve(precision, kind, log=lambda _: None)
-  if dtype == "float32":
-    log(f"  extraction.precision = {precision!r}: this CPU has no bfloat16 "
-        f"units (avx512_bf16 / amx_bf16), where bfloat16 is slower than "
-        f"float32; extracting in float32.")
-  return dtype
+  return precision_lib.resolve(precision, kind, log=lambda m: log("  " + m),
+                               binding="extraction.precision")
 
 
-def low_precision_twin(task, model, dataset, split: str, dtype: str,
-                       strategy: tf.distribute.Strategy = None):
+def precision_twin(task, model, dataset, split: str, dtype: str,
+                   strategy: tf.distribute.Strategy = None):
   """`model` rebuilt to compute in `dtype`, holding `model`'s weights.
+
+  Either way round: a bfloat16 twin of a float32 trunk for extraction, or a
+  float32 twin of a trunk trained under a mixed policy (train_and_eval.py).
 
   Built by `task.make_model` under `strategy`'s scope and
   `precision.policy_scope(dtype)`, so its variables are float32 (an exact
@@ -99,7 +98,7 @@ class Extractor:
 
   Reused for every split so the trunk is traced once per input shape.
   With `compute_dtype` 'bfloat16' or 'float16', the forward runs in a
-  `low_precision_twin` of `model`, built on the first split read (a hub
+  `precision_twin` of `model`, built on the first split read (a hub
   module cannot: it is refused); the features are float32 all the same.
   """
 
@@ -168,7 +167,7 @@ class Extractor:
     if self._twin_pending:
       log(f"  extracting in {self.compute_dtype} (a twin of the trunk with "
           f"its weights)")
-      self._net = low_precision_twin(self.task, self.model, dataset, split,
+      self._net = precision_twin(self.task, self.model, dataset, split,
                                      self.compute_dtype, self.strategy)
       self._twin_pending = False
     pp = self.task.preprocess(task_lib.REPRESENTATION)

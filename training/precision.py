@@ -52,14 +52,15 @@ def device_kind(strategy: tf.distribute.Strategy) -> str:
   return "gpu" if any("GPU" in d.upper() for d in devices) else "cpu"
 
 
-def resolve(precision: str, kind: str, log=print) -> str:
+def resolve(precision: str, kind: str, log=print,
+            binding: str = "train.precision") -> str:
   """The compute dtype ('float32', 'bfloat16', 'float16') for a device kind.
 
   Raises:
     ValueError: `precision` is not one of PRECISIONS.
   """
   if precision not in PRECISIONS:
-    raise ValueError(f"Unknown train.precision {precision!r}; use one of "
+    raise ValueError(f"Unknown {binding} {precision!r}; use one of "
                      f"{', '.join(PRECISIONS)}.")
   if precision != "mixed":
     return precision
@@ -69,9 +70,9 @@ def resolve(precision: str, kind: str, log=print) -> str:
     return "float16"
   if cpu_has_bf16():
     return "bfloat16"
-  log("train.precision = 'mixed': this CPU has no bfloat16 units "
+  log(f"{binding} = 'mixed': this CPU has no bfloat16 units "
       "(avx512_bf16 / amx_bf16), where bfloat16 is slower than float32; "
-      "training in float32.")
+      "computing in float32.")
   return "float32"
 
 
