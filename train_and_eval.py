@@ -333,6 +333,12 @@ def evaluate_trunks(task, datasets, trainer, step, settings, workdir, strategy,
       for protocol in protocols:
         protocols_lib.run(protocol, trunk, ds, workdir=workdir, cache=cache,
                           strategy=strategy)
+    # Label-free model selection (evaluation/label_free.py): RankMe of every
+    # trunk's pre_logits (SPEC §1: all six have one) on the held-out split the
+    # pretext accuracy is measured on.
+    protocols_lib.record_label_free(trunk, dataset, trainer.eval_split,
+                                    workdir=workdir, cache=cache,
+                                    strategy=strategy)
 
 
 def main(argv):

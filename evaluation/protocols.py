@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import gin
 
 from evaluation import feature_cache
+from evaluation import label_free
 from evaluation import linear_eval
 from evaluation import representations
 from evaluation import results as results_lib
@@ -162,3 +163,30 @@ def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
       e["extraction_precision"] = dtype
   results_lib.update(workdir, evaluations=entries)
   return entries
+
+
+def record_label_free(trunk, dataset, split: str, *, workdir: str, cache=None,
+                      strategy=None, layer: str = "pre_logits",
+                      log: Callable[[str], None] = print) -> Optional[Dict]:
+  """RankMe of `trunk`'s `layer` on `split`, merged into results.json.
+
+  Uses linear_eval's pooling and batch size, so the features the linear
+  protocol cached are read back rather than extracted again. None when the
+  trunk has no such layer or the entry is there already.
+  """
+  settings = resolved_settings(linear_eval.evaluate, {})
+  pooling = settings["pooling"]
+  done = results_lib.load(workdir).get("label_free", [])
+  if any(e["trunk"] == trunk.name and e["dataset"] == dataset.name
+         and e["layer"] == layer and e["split"] == split
+         and e["pooling"] == pooling for e in done):
+    return None
+  features = feature_cache.read_splits(
+      trunk, dataset, [split], [layer], pooling=pooling,
+      batch_size=settings["batch_size"], cache=cache, strategy=strategy,
+      log=log)[split][0][layer]
+  e = label_free.entry(trunk.name, dataset.name, layer, split, pooling, features)
+  log(f"  RankMe [{trunk.name}] {layer} on {split}: {e['rankme']:.1f} "
+      f"of {min(e['examples'], e['dim'])} dimensions")
+  results_lib.update(workdir, label_free=[e])
+  return e

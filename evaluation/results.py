@@ -10,6 +10,7 @@ from typing import Dict, List
 
 _ENTRY_KEY = ("protocol", "trunk", "dataset", "layer", "pooling", "train_split",
               "eval_split", "fraction")
+_LABEL_FREE_KEY = ("trunk", "dataset", "layer", "pooling", "split")
 
 
 def load(workdir: str) -> Dict:
@@ -40,8 +41,12 @@ def has_entry(results: Dict, default_dataset=None, **match) -> bool:
 
 
 def update(workdir: str, *, run: Dict = None, pretext: Dict = None,
-           evaluations: List[Dict] = ()) -> Dict:
-  """Merges into workdir/results.json (atomically) and returns the document."""
+           evaluations: List[Dict] = (), label_free: List[Dict] = ()) -> Dict:
+  """Merges into workdir/results.json (atomically) and returns the document.
+
+  label_free: evaluation/label_free.py entries (RankMe of a trunk's layer on a
+  split), kept in their own list: they have no protocol, labels or top-1.
+  """
   results = load(workdir)
   if run:
     results["run"].update(run)
@@ -51,6 +56,12 @@ def update(workdir: str, *, run: Dict = None, pretext: Dict = None,
   for e in evaluations:
     by_key[_key(e)] = e
   results["evaluations"] = list(by_key.values())
+  if label_free or "label_free" in results:
+    key = lambda e: tuple(e.get(k) for k in _LABEL_FREE_KEY)  # noqa: E731
+    measures = {key(e): e for e in results.get("label_free", [])}
+    for e in label_free:
+      measures[key(e)] = e
+    results["label_free"] = list(measures.values())
   path = os.path.join(workdir, "results.json")
   tmp = path + ".tmp"
   with open(tmp, "w") as f:

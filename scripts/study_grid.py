@@ -241,7 +241,70 @@ def _grid_runs() -> Dict[str, List[Run]]:
           configs=(os.path.relpath(p, ROOT),), expect=(fashion,))
       for p in sorted(glob.glob(os.path.join(ROOT, "configs", "*", "fashion_mnist.gin")))
       if os.path.basename(os.path.dirname(p)) != "common"]
+  grids.update(_miniature_grids())
   return grids
+
+
+# The Fashion-MNIST miniature of Table 1 (configs/miniature/, README "The
+# miniature"): every trunk, task, Rnd and supervised at k = 1 and 2 (the
+# paper's 4 and 8 over four), and the figures' evaluations on a subset.
+MINIATURE_TASKS = ("random_init", "rotation", "exemplar", "relative_patch_location",
+                   "jigsaw", "supervised")
+MINIATURE_WIDTHS = (1, 2)
+MINIATURE_LINEAR = ("linear_lbfgs", "pre_logits", 1.0, "val")
+MINIATURE_MLP = ("mlp_sgd_features", "pre_logits", 1.0, "val")
+MINIATURE_LAYERS = ("block1", "block2", "block3", "block4", "pre_logits")
+# Fig. 5 on 20% of the labels (L-BFGS on 55,000 x 4,096 block1 features for
+# every L2 would cost more than the rest of the cell); Fig. 7 at 10%.
+MINIATURE_FIG5 = dict(tasks=("random_init", "rotation"), width=1, fraction=0.2,
+                      trunks=("resnet50_v2", "revnet50", "vgg19_bn"))
+MINIATURE_FIG7 = dict(trunk="revnet50", fractions=(0.1,))
+
+
+def _miniature_trunk_bindings(trunk: str, k: int) -> Tuple[str, ...]:
+  _, _, model, last_relu = TRUNKS[TRUNK_NAMES.index(trunk)]
+  return (f"get_model.name = '{model}'", f"get_model.width = {k}",
+          f"get_model.last_relu = {last_relu}")
+
+
+def miniature_cell(task: str, trunk: str, k: int) -> Run:
+  """One miniature cell; the k = 2 cells also train Fig. 3's MLP."""
+  mlp = k == 2
+  return Run(
+      name=f"miniature/{task}/{trunk}_k{k}",
+      configs=(f"configs/miniature/{task}.gin",),
+      bindings=_miniature_trunk_bindings(trunk, k) + (
+          ("experiment.protocols = ['linear_lbfgs', 'mlp_sgd_features']",)
+          if mlp else ()),
+      expect=(MINIATURE_LINEAR,) + ((MINIATURE_MLP,) if mlp else ()))
+
+
+def _miniature_grids() -> Dict[str, List[Run]]:
+  cells = [miniature_cell(task, trunk, k) for task in MINIATURE_TASKS
+           for k in MINIATURE_WIDTHS for trunk in TRUNK_NAMES]
+  # The figures evaluate a trained cell again in its workdir (training is done).
+  f5 = MINIATURE_FIG5
+  fig5 = [dataclasses.replace(
+      miniature_cell(task, trunk, f5["width"]),
+      name=f"miniature_fig5/{task}/{trunk}_k{f5['width']}",
+      workdir_name=f"miniature/{task}/{trunk}_k{f5['width']}",
+      bindings=_miniature_trunk_bindings(trunk, f5["width"]) + (
+          f"linear_eval.layers = {list(MINIATURE_LAYERS)}",
+          f"linear_eval.fraction = {f5['fraction']}"),
+      expect=tuple(("linear_lbfgs", layer, f5["fraction"], "val")
+                   for layer in MINIATURE_LAYERS))
+          for task in f5["tasks"] for trunk in f5["trunks"]]
+  f7 = MINIATURE_FIG7
+  fig7 = [dataclasses.replace(
+      miniature_cell(task, f7["trunk"], k),
+      name=f"miniature_fig7/{task}/{f7['trunk']}_k{k}_f{f:g}",
+      workdir_name=f"miniature/{task}/{f7['trunk']}_k{k}",
+      bindings=_miniature_trunk_bindings(f7["trunk"], k) + (
+          f"linear_eval.fraction = {f}",),
+      expect=(("linear_lbfgs", "pre_logits", f, "val"),))
+          for task in MINIATURE_TASKS if task not in ("random_init", "supervised")
+          for k in MINIATURE_WIDTHS for f in f7["fractions"]]
+  return {"miniature": cells + fig5 + fig7}
 
 
 GRIDS = _grid_runs()

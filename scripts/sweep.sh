@@ -2,10 +2,11 @@
 # Runs a grid of the study: Table 1 (or a row or column of it), Table 2, the
 # width and architecture sweeps, a figure's runs, the Fashion-MNIST configs.
 #
-#   scripts/sweep.sh <grid> [--root DIR] [--match REGEX] [--dry-run]
+#   scripts/sweep.sh <grid> [--root DIR] [--match REGEX] [--dry-run] [--jobs N]
 #                    [--emit lines|slurm] [-- extra train_and_eval.py flags]
 #
 #   scripts/sweep.sh table1:rotation --root /runs --dry-run      # what would run
+#   scripts/sweep.sh miniature           # the Fashion-MNIST miniature (2 jobs at a time)
 #   scripts/sweep.sh table1 --root /runs -- --data_dir=/data/tfds
 #   scripts/sweep.sh table1:resnet50_v1 --root /runs --emit lines | parallel -j4
 #   scripts/sweep.sh table1 --root /runs --emit slurm && sbatch /runs/sweep-table1.sbatch
@@ -13,7 +14,7 @@
 #
 # Grids: `python scripts/study_grid.py grids` lists them (table1,
 # table1:<task>, table1:<trunk>, table2, widths, architectures, fig3, fig5,
-# fig6, fig7, fig8, fashion_mnist). Each run has its own workdir under the
+# fig6, fig7, fig8, fashion_mnist, miniature). Each run has its own workdir under the
 # root, named like the run (table1/rotation/revnet50_k16).
 #
 # Locally, runs go one after another: a run whose results.json already holds
@@ -22,6 +23,12 @@
 # and the sweep goes on; the end prints done / failed / skipped, and the exit
 # status is 1 if any run failed. A preempted run (SIGTERM: it saved a
 # checkpoint and exited 75) stops the sweep with status 75; rerun it to go on.
+#
+# --jobs N runs N workdirs at a time (the runs of one workdir stay in order),
+# each process given cores / N threads (TF_NUM_INTRAOP_THREADS); its output
+# goes to <workdir>/sweep.log only. Small models use a core better alone than
+# shared, so the miniature defaults to one job per core (at most 2); every
+# other grid to 1.
 #
 # --emit lines prints one shell command per workdir still to do (runs that share
 # a workdir, e.g. Table 2 on top of its Table 1 cell, are joined with &&), for any
@@ -35,7 +42,7 @@ REPO="$(dirname "$HERE")"
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit "${1:-2}"; }
 
-GRID="" RUN_ROOT="$REPO/workdirs" MATCH="" DRY=0 EMIT=""
+GRID="" RUN_ROOT="$REPO/workdirs" MATCH="" DRY=0 EMIT="" JOBS=""
 EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -44,6 +51,8 @@ while [ $# -gt 0 ]; do
     --match) MATCH="$2"; shift 2 ;;
     --match=*) MATCH="${1#*=}"; shift ;;
     --dry-run) DRY=1; shift ;;
+    --jobs) JOBS="$2"; shift 2 ;;
+    --jobs=*) JOBS="${1#*=}"; shift ;;
     --emit) EMIT="$2"; shift 2 ;;
     --emit=*) EMIT="${1#*=}"; shift ;;
     -h|--help) usage 0 ;;
@@ -55,6 +64,12 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$GRID" ] || { echo "sweep.sh: name a grid, e.g. table1:rotation" >&2; usage; }
 case "$EMIT" in ""|lines|slurm) ;; *) echo "sweep.sh: --emit lines or --emit slurm, not '$EMIT'" >&2; exit 2 ;; esac
+CORES="$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)"
+if [ -z "$JOBS" ]; then
+  JOBS=1
+  [ "$GRID" = miniature ] && JOBS=$(( CORES < 2 ? 1 : 2 ))
+fi
+[[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || { echo "sweep.sh: --jobs takes a positive integer, not '$JOBS'" >&2; exit 2; }
 mkdir -p "$RUN_ROOT"
 RUN_ROOT="$(cd "$RUN_ROOT" && pwd)"
 
@@ -91,21 +106,22 @@ if [ "$DRY" = 1 ]; then
   exit 0
 fi
 
-if [ -n "$EMIT" ]; then
-  # One job per workdir, its runs in grid order.
-  JOB_DIRS=() JOB_CMDS=() JOB_NAMES=()
-  for i in "${!NAMES[@]}"; do
-    [ "${STATES[$i]}" = done ] && continue
-    found=-1
-    for j in "${!JOB_DIRS[@]}"; do
-      [ "${JOB_DIRS[$j]}" = "${WORKDIRS[$i]}" ] && found=$j
-    done
-    if [ "$found" -ge 0 ]; then
-      JOB_CMDS[$found]+=" && ${COMMANDS[$i]}"; JOB_NAMES[$found]+=" ${NAMES[$i]}"
-    else
-      JOB_DIRS+=("${WORKDIRS[$i]}"); JOB_CMDS+=("${COMMANDS[$i]}"); JOB_NAMES+=("${NAMES[$i]}")
-    fi
+# One job per workdir, its runs in grid order (for --emit and --jobs).
+JOB_DIRS=() JOB_CMDS=() JOB_NAMES=()
+for i in "${!NAMES[@]}"; do
+  [ "${STATES[$i]}" = done ] && continue
+  found=-1
+  for j in "${!JOB_DIRS[@]}"; do
+    [ "${JOB_DIRS[$j]}" = "${WORKDIRS[$i]}" ] && found=$j
   done
+  if [ "$found" -ge 0 ]; then
+    JOB_CMDS[$found]+=" && ${COMMANDS[$i]}"; JOB_NAMES[$found]+=" ${NAMES[$i]}"
+  else
+    JOB_DIRS+=("${WORKDIRS[$i]}"); JOB_CMDS+=("${COMMANDS[$i]}"); JOB_NAMES+=("${NAMES[$i]}")
+  fi
+done
+
+if [ -n "$EMIT" ]; then
   echo "[sweep] $GRID: ${#JOB_DIRS[@]} workdirs to run, $((N - ${#JOB_DIRS[@]})) runs done or joined." >&2
   if [ "$EMIT" = lines ]; then
     for cmd in ${JOB_CMDS[@]+"${JOB_CMDS[@]}"}; do echo "$cmd"; done
@@ -139,6 +155,57 @@ if [ -n "$EMIT" ]; then
   echo "[sweep] wrote $SCRIPT (${#JOB_DIRS[@]} array tasks); submit: sbatch $SCRIPT" >&2
   echo "$SCRIPT"
   exit 0
+fi
+
+if [ "$JOBS" -gt 1 ]; then
+  # Local, N workdirs at a time: each job's output in its sweep.log, its exit
+  # status in .sweep-rc; this shell only starts, waits and reports.
+  THREADS=$(( CORES / JOBS > 0 ? CORES / JOBS : 1 ))
+  n_jobs=${#JOB_DIRS[@]}
+  n_skip=0
+  for st in "${STATES[@]}"; do [ "$st" = done ] && n_skip=$((n_skip + 1)); done
+  echo "[sweep] $GRID: $N runs, $n_skip done; $((N - n_skip)) to run in $n_jobs workdirs, $JOBS at a time, $THREADS thread(s) each; logs: <workdir>/sweep.log"
+  START=$(date +%s)
+  declare -A RUNNING=()
+  FAILED=() PREEMPTED=() DONE=()
+  reap() {  # collects one finished job (any), or all with "all"
+    local pid j rc
+    while :; do
+      for pid in "${!RUNNING[@]}"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+          wait "$pid" 2>/dev/null && rc=0 || rc=$?
+          j=${RUNNING[$pid]}; unset "RUNNING[$pid]"
+          local took=$(( $(date +%s) - START ))
+          if [ "$rc" -eq 0 ]; then
+            DONE+=("${JOB_NAMES[$j]}"); echo "[sweep] done    ${JOB_NAMES[$j]} (${took}s into the sweep)"
+          elif [ "$rc" -eq 75 ]; then
+            PREEMPTED+=("${JOB_NAMES[$j]}"); echo "[sweep] PREEMPTED ${JOB_NAMES[$j]}: checkpoint saved; rerun the sweep to resume"
+          else
+            FAILED+=("${JOB_NAMES[$j]}"); echo "[sweep] FAILED  ${JOB_NAMES[$j]} (exit $rc); log: ${JOB_DIRS[$j]}/sweep.log"
+          fi
+          [ "$1" = all ] || return 0
+        fi
+      done
+      [ "${#RUNNING[@]}" -eq 0 ] && return 0
+      sleep 1
+    done
+  }
+  trap 'kill ${!RUNNING[@]} 2>/dev/null; wait; exit 130' INT TERM
+  for j in "${!JOB_DIRS[@]}"; do
+    while [ "${#RUNNING[@]}" -ge "$JOBS" ]; do reap one; done
+    [ "${#PREEMPTED[@]}" -eq 0 ] || break
+    mkdir -p "${JOB_DIRS[$j]}"
+    echo "[sweep] $((j + 1))/$n_jobs start ${JOB_NAMES[$j]}"
+    TF_NUM_INTRAOP_THREADS=$THREADS TF_NUM_INTEROP_THREADS=$THREADS OMP_NUM_THREADS=$THREADS \
+      bash -c "${JOB_CMDS[$j]}" >> "${JOB_DIRS[$j]}/sweep.log" 2>&1 &
+    RUNNING[$!]=$j
+  done
+  reap all
+  echo "[sweep] $GRID: ${#DONE[@]} workdirs done, ${#FAILED[@]} failed, $n_skip runs skipped (already done) in $(( $(date +%s) - START ))s."
+  for name in ${FAILED[@]+"${FAILED[@]}"}; do echo "[sweep]   failed: $name"; done
+  [ "${#PREEMPTED[@]}" -eq 0 ] || exit 75
+  [ "${#FAILED[@]}" -eq 0 ]
+  exit $?
 fi
 
 # Local: one after another.

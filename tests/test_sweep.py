@@ -209,3 +209,69 @@ def test_a_preempted_run_stops_the_sweep_with_status_75(tmp_path):
   assert lines[3].startswith("[sweep] table1/rotation/revnet50_k8 PREEMPTED (exit 75)")
   assert lines[-1] == ("[sweep] table1:revnet50: 1 done, 0 failed, 0 skipped (already "
                        "done), preempted at table1/rotation/revnet50_k8: rerun to go on.")
+
+
+def test_jobs_run_workdirs_side_by_side_with_a_share_of_the_cores(tmp_path):
+  # A stand-in interpreter that logs when each run starts and ends, and with how
+  # many threads; the k12 run fails. Runs of one workdir (Table 2 on its Table 1
+  # cell) must stay one job, in order.
+  log = tmp_path / "log"
+  stub = tmp_path / "python"
+  stub.write_text(
+      "#!/bin/bash\n"
+      f'case "$1" in *study_grid.py) exec {sys.executable} "$@";; esac\n'
+      'name=$(echo "$*" | grep -o "workdir=[^ ]*" | sed "s|.*/||")\n'
+      'table=$(echo "$*" | grep -c linear_eval_table2 || true)\n'
+      f'echo "start $name $table $TF_NUM_INTRAOP_THREADS $(date +%s%N)" >> {log}\n'
+      "sleep 0.4\n"
+      f'echo "end $name $table $(date +%s%N)" >> {log}\n'
+      'case "$name" in *k12) echo "bad config" >&2; exit 3;; esac\n'
+      "exit 0\n")
+  os.chmod(stub, 0o755)
+  env = dict(os.environ, PYTHON=str(stub))
+  root = tmp_path / "runs"
+  proc = subprocess.run(
+      ["bash", SWEEP, "table1:revnet50", "--root", str(root), "--match", "rotation",
+       "--jobs", "2"], capture_output=True, text=True, env=env, timeout=120)
+  assert proc.returncode == 1, proc.stdout + proc.stderr
+  cores = os.cpu_count()
+  lines = proc.stdout.splitlines()
+  assert lines[0] == (f"[sweep] table1:revnet50: 4 runs, 0 done; 4 to run in 4 "
+                      f"workdirs, 2 at a time, {max(1, cores // 2)} thread(s) each; logs: "
+                      f"<workdir>/sweep.log")
+  assert "[sweep] 1/4 start table1/rotation/revnet50_k4" in lines
+  assert any(l.startswith("[sweep] FAILED  table1/rotation/revnet50_k12 (exit 3); log: ")
+             for l in lines)
+  assert lines[-2:] == [
+      "[sweep] table1:revnet50: 3 workdirs done, 1 failed, 0 runs skipped (already "
+      "done) in " + lines[-2].rsplit(" in ", 1)[1],
+      "[sweep]   failed: table1/rotation/revnet50_k12"]
+  assert "bad config" in (root / "table1/rotation/revnet50_k12/sweep.log").read_text()
+  # Never more than 2 at a time, and 2 at some point; each got cores / 2 threads.
+  events = sorted((int(e.split()[-1]), e.split()[0]) for e in log.read_text().splitlines())
+  running, most = 0, 0
+  for _, kind in events:
+    running += 1 if kind == "start" else -1
+    most = max(most, running)
+  assert most == 2
+  starts = [e.split() for e in log.read_text().splitlines() if e.startswith("start")]
+  assert sorted(s[1] for s in starts) == sorted(
+      f"revnet50_k{k}" for k in (4, 8, 12, 16))
+  assert {s[3] for s in starts} == {str(max(1, cores // 2))}
+
+  # Table 2 on top: its rotation run joins the finished cell's workdir (one job,
+  # after the cell); --jobs 1 is the plain sequential loop.
+  out = subprocess.run(
+      ["bash", SWEEP, "table2", "--root", str(root), "--match", "rotation",
+       "--jobs", "3"], capture_output=True, text=True, env=env, timeout=120).stdout
+  assert "[sweep] table2: 2 runs, 0 done; 2 to run in 1 workdirs, 3 at a time" in out
+  assert ("[sweep] done    table2/rotation/revnet50_k16 "
+          "table2/rotation/revnet50_k16_places365 (") in out
+  joined = log.read_text().splitlines()[-4:]
+  assert [e.split()[:3] for e in joined] == [
+      ["start", "revnet50_k16", "1"], ["end", "revnet50_k16", "1"],
+      ["start", "revnet50_k16", "0"], ["end", "revnet50_k16", "0"]]
+  bad = subprocess.run(["bash", SWEEP, "table2", "--root", str(root), "--jobs", "0"],
+                       capture_output=True, text=True, env=env, timeout=60)
+  assert bad.returncode == 2
+  assert "--jobs takes a positive integer, not '0'" in bad.stderr

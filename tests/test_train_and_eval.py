@@ -89,6 +89,15 @@ def test_train_and_eval_writes_the_workdir_contract_and_resumes(tmp_path):
     assert 0.0 <= e["top1"] <= e["top5"] <= 100.0
     assert e["hyperparameters"]["l2"] in (0.1, 0.001)
 
+  # RankMe of each trunk's pre_logits on the held-out split (3 val images):
+  # between 1 and min(3, 512).
+  measures = {e["trunk"]: e for e in results["label_free"]}
+  assert set(measures) == {"trained@4", "random_init"}
+  for e in measures.values():
+    assert (e["layer"], e["split"], e["dataset"], e["examples"], e["dim"]) == (
+        "pre_logits", "val", f"image_folder:{tmp_path / 'images'}", 3, 512)
+    assert 1.0 <= e["rankme"] <= 3.0
+
   hub_dir = workdir / "export" / "hub" / "4"
   assert (hub_dir / "saved_model.pb").exists()
 
@@ -110,3 +119,8 @@ def test_train_and_eval_writes_the_workdir_contract_and_resumes(tmp_path):
     assert entry["hyperparameters"]["l2"] == trained["hyperparameters"]["l2"]
   for e in results["evaluations"]:
     assert e in again["evaluations"]
+  # The module's features are the trained trunk's: the same RankMe.
+  again_measures = {e["trunk"]: e for e in again["label_free"]}
+  assert again_measures[f"hub:{hub_dir}"]["rankme"] == pytest.approx(
+      measures["trained@4"]["rankme"], abs=2e-3)
+  assert again_measures["trained@4"] == measures["trained@4"]

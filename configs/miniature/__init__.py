@@ -1,0 +1,1 @@
+"""The Fashion-MNIST miniature of Table 1 (scripts/sweep.sh miniature); see common.gin."""
