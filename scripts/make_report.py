@@ -854,7 +854,9 @@ def gallery(runs: Sequence[Run], fig_dir: str, out: str) -> List[str]:
       grid = [[(q_images[q], name(int(q_labels[q])))] +
               [(r_images[j], name(int(r_labels[j]))) for j in nn[i]]
               for i, q in enumerate(qi)]
-      filename = f"gallery_{dataset}_{task}.png"
+      # Dataset names may hold a path ('image_folder:/data/x'): one safe name.
+      safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset).strip("_")
+      filename = f"gallery_{safe}_{task}.png"
       os.makedirs(fig_dir, exist_ok=True)
       draw_gallery(os.path.join(fig_dir, filename), grid,
                    f"{task_label(task)}: {run.label()} ({dataset})")

@@ -1,6 +1,7 @@
 """End to end through the CLI: train, evaluate, write the workdir, resume."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -119,6 +120,24 @@ def test_train_and_eval_writes_the_workdir_contract_and_resumes(tmp_path):
     assert entry["hyperparameters"]["l2"] == trained["hyperparameters"]["l2"]
   for e in results["evaluations"]:
     assert e in again["evaluations"]
+  # The report builder on this real run: its Table 1 cell, linked to the run,
+  # and a nearest-neighbour gallery read from its feature cache.
+  report_out = tmp_path / "report"
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_report.py"),
+                         str(tmp_path), "--out", str(report_out)],
+                        capture_output=True, text=True, cwd=ROOT, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = (report_out / "report.md").read_text()
+  # One trunk: nothing to bold; the random trunk evaluated inside the run fills
+  # the Rnd cell, marked.
+  top1 = evals[("trained@4", "pre_logits")]["top1"]
+  rnd = evals[("random_init", "pre_logits")]["top1"]
+  assert f"| ResNet50 v2 | [{rnd:.1f}](#run-1)† | [{top1:.1f}](#run-1) |" in report
+  assert '<a id="run-1"></a>' in report and "### run-1: `run`" in report
+  safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"image_folder:{tmp_path / 'images'}")
+  gallery = report_out / "figures" / f"gallery_{safe.strip('_')}_rotation.png"
+  assert gallery.read_bytes()[:4] == b"\x89PNG"
+
   # The module's features are the trained trunk's: the same RankMe.
   again_measures = {e["trunk"]: e for e in again["label_free"]}
   assert again_measures[f"hub:{hub_dir}"]["rankme"] == pytest.approx(
