@@ -1,11 +1,13 @@
 r"""A sweep's report: the paper's tables and figures, rebuilt from its runs.
 
   python scripts/make_report.py /runs [--out DIR] [--title T] [--no-gallery]
+                                       [--copy-runs]
 
 Reads, for every run directory under the root (any depth; one that holds
 results.json), only results.json, run.json and operative_config.gin, plus the
 run's feature cache for the nearest-neighbour gallery, and writes
-<out>/report.md (out defaults to the root) with PNG figures in <out>/figures/.
+<out>/report.md (out defaults to the root) with PNG figures in <out>/figures/;
+--copy-runs also copies those three files of every run to <out>/runs/<run>/.
 Every number in a table links to its run's appendix entry, which lists the
 workdir, command and evaluation entries that reproduce it. A missing cell
 prints "–": nothing is filled in or interpolated. Run ids follow the runs'
@@ -21,6 +23,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -870,7 +873,9 @@ def gallery(runs: Sequence[Run], fig_dir: str, out: str) -> List[str]:
 # ---------------------------------------------------------------------- Report
 
 
-def appendix(runs: Sequence[Run]) -> List[str]:
+def appendix(runs: Sequence[Run], files_dir: Optional[str] = None) -> List[str]:
+  """One anchored entry per run; with `files_dir` (relative to the report), links
+  to the copies of its results.json, run.json and operative_config.gin there."""
   lines = ["## Appendix: runs", ""]
   for run in runs:
     info, meta = run.info, run.meta
@@ -895,7 +900,12 @@ def appendix(runs: Sequence[Run]) -> List[str]:
                 if i.get("command")] or [meta.get("command", "unknown (no run.json)")]
     commands = list(dict.fromkeys(commands))
     lines += [f"- command{'s' if len(commands) > 1 else ''}: "
-              + "; then ".join(f"`{c}`" for c in commands), ""]
+              + "; then ".join(f"`{c}`" for c in commands)]
+    if files_dir:
+      lines.append("- files: " + ", ".join(
+          f"[{name}]({files_dir}/{run.rel}/{name})" for name in RUN_FILES
+          if os.path.exists(os.path.join(run.path, name))))
+    lines.append("")
     if run.evaluations:
       lines += ["| protocol | dataset | trunk | layer | fraction | train / selected on "
                 "/ eval split | top-1 | top-5 |", "|---|---|---|---|---:|---|---:|---:|"]
@@ -1011,8 +1021,22 @@ def figures_section(runs: Sequence[Run], tables, fig_dir: str, out: str
   return lines, names
 
 
+RUN_FILES = ("results.json", "run.json", "operative_config.gin")
+
+
+def copy_run_files(runs: Sequence[Run], out: str) -> None:
+  """Copies each run's small files to <out>/runs/<rel>/ (no checkpoints or
+  features), so a report can be shared or committed with what it was built from."""
+  for run in runs:
+    dest = os.path.join(out, "runs", run.rel)
+    os.makedirs(dest, exist_ok=True)
+    for name in RUN_FILES:
+      if os.path.exists(os.path.join(run.path, name)):
+        shutil.copyfile(os.path.join(run.path, name), os.path.join(dest, name))
+
+
 def build_report(root: str, out: Optional[str] = None, title: str = "Sweep report",
-                 with_gallery: bool = True) -> Dict:
+                 with_gallery: bool = True, copy_runs: bool = False) -> Dict:
   """Writes <out>/report.md and <out>/figures/*.png.
 
   Returns:
@@ -1047,7 +1071,9 @@ def build_report(root: str, out: Optional[str] = None, title: str = "Sweep repor
     lines += ["## Nearest neighbours", ""] + gallery(runs, fig_dir, out) + [""]
     figures += sorted(os.path.basename(p) for p in
                       glob.glob(os.path.join(fig_dir, "gallery_*.png")))
-  lines += appendix(runs)
+  if copy_runs:
+    copy_run_files(runs, out)
+  lines += appendix(runs, files_dir="runs" if copy_runs else None)
   os.makedirs(out, exist_ok=True)
   path = os.path.join(out, "report.md")
   with open(path, "w") as f:
@@ -1062,9 +1088,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--title", default="Sweep report")
   parser.add_argument("--no-gallery", action="store_true",
                       help="skip the nearest-neighbour gallery (no TensorFlow)")
+  parser.add_argument("--copy-runs", action="store_true",
+                      help="copy each run's results.json, run.json and "
+                           "operative_config.gin to <out>/runs/ and link them")
   args = parser.parse_args(argv)
   try:
-    summary = build_report(args.root, args.out, args.title, not args.no_gallery)
+    summary = build_report(args.root, args.out, args.title, not args.no_gallery,
+                           args.copy_runs)
   except NoRuns as e:
     print(f"make_report: {e}", file=sys.stderr)
     return 2

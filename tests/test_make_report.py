@@ -1,5 +1,6 @@
 """scripts/make_report.py on small synthetic sweeps: exact cells, links, figures."""
 import importlib.util
+import glob
 import json
 import os
 import re
@@ -246,6 +247,20 @@ def test_cli(tmp_path, grid, capsys):
                            "--title", "Mini"]) == 0
   assert (out / "report.md").read_text().startswith("# Mini\n")
   assert "read 12 runs" in capsys.readouterr().out
+  assert not (out / "runs").exists()
+  # --copy-runs: each run's three small files beside the report, linked.
+  assert make_report.main([str(grid), "--out", str(out), "--no-gallery",
+                           "--copy-runs"]) == 0
+  copied = sorted(os.path.relpath(p, out) for p in glob.glob(str(out / "runs" / "**"),
+                                                              recursive=True)
+                  if os.path.isfile(p))
+  assert len(copied) == 12 * 3
+  rel = copied[0].rsplit("/", 1)[0]
+  assert (out / rel / "results.json").read_text() == (
+      grid / rel[len("runs/"):] / "results.json").read_text()
+  report = (out / "report.md").read_text()
+  assert (f"- files: [results.json]({rel}/results.json), [run.json]({rel}/run.json), "
+          f"[operative_config.gin]({rel}/operative_config.gin)") in report
   empty = tmp_path / "empty"
   empty.mkdir()
   assert make_report.main([str(empty)]) == 2
