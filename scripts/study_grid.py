@@ -255,6 +255,17 @@ MINIATURE_TASKS = ("random_init", "rotation", "exemplar", "relative_patch_locati
                    "jigsaw", "supervised")
 MINIATURE_WIDTHS = (1, 2)
 MINIATURE_WIDE_TRUNKS = ("revnet50", "resnet50_v1", "vgg19_bn")
+MINIATURE_PATCH_TASKS = ("relative_patch_location", "jigsaw")
+# VGG19-BN has no patch mode and needs inputs of 32 px (five pools): its patch
+# cells take the ImageNet geometry at half size (resize 146, crop 128, 3x3 cells
+# of 42 px, 32 px patches) where the others take it at an eighth (8 px
+# patches). They cost ~9x a 32 px image per image, so VGG19-BN's patch cells
+# are at k = 1 only.
+MINIATURE_VGG_PATCH_PP = (
+    "{task}.pp_train = 'decode|resize(146)|crop(128)|crop_patches(3, patch_size=32, "
+    "jitter=8)|standardize'",
+    "{task}.pp_representation = 'decode|resize_small(112)|central_crop(96)|"
+    "crop_patches(3, patch_size=32)|standardize'")
 MINIATURE_LINEAR = ("linear_lbfgs", "pre_logits", 1.0, "val")
 MINIATURE_MLP = ("mlp_sgd_features", "pre_logits", 1.0, "val")
 MINIATURE_LAYERS = ("block1", "block2", "block3", "block4", "pre_logits")
@@ -274,10 +285,12 @@ def _miniature_trunk_bindings(trunk: str, k: int) -> Tuple[str, ...]:
 def miniature_cell(task: str, trunk: str, k: int) -> Run:
   """One miniature cell; the k = 2 cells also train Fig. 3's MLP."""
   mlp = k == 2
+  vgg_patches = tuple(b.format(task=task) for b in MINIATURE_VGG_PATCH_PP) if (
+      trunk == "vgg19_bn" and task in MINIATURE_PATCH_TASKS) else ()
   return Run(
       name=f"miniature/{task}/{trunk}_k{k}",
       configs=(f"configs/miniature/{task}.gin",),
-      bindings=_miniature_trunk_bindings(trunk, k) + (
+      bindings=_miniature_trunk_bindings(trunk, k) + vgg_patches + (
           ("experiment.protocols = ['linear_lbfgs', 'mlp_sgd_features']",)
           if mlp else ()),
       expect=(MINIATURE_LINEAR,) + ((MINIATURE_MLP,) if mlp else ()))
@@ -287,7 +300,8 @@ def _miniature_grids() -> Dict[str, List[Run]]:
   cells = [miniature_cell(task, trunk, k) for k in MINIATURE_WIDTHS
            for task in MINIATURE_TASKS for trunk in TRUNK_NAMES
            if k == 1 or task == "random_init" or (
-               task != "supervised" and trunk in MINIATURE_WIDE_TRUNKS)]
+               task != "supervised" and trunk in MINIATURE_WIDE_TRUNKS
+               and not (trunk == "vgg19_bn" and task in MINIATURE_PATCH_TASKS))]
   # The figures evaluate a trained cell again in its workdir (training is done).
   f5 = MINIATURE_FIG5
   fig5 = [dataclasses.replace(
