@@ -5,9 +5,10 @@
   mlp_sgd              Sec. 4.3: MLP (1000 ReLU, dropout 0.5) on augmented images
   linear_sgd_features  the SGD linear layer on cached features (fast variant)
   mlp_sgd_features     the MLP on cached features (fast variant)
+  knn                  Wu et al. 2018: weighted kNN votes on cached features
 
 Each protocol's settings are gin-bound under its module's name (`linear_eval.*`
-for linear_lbfgs, `sgd_eval.*` for the others); `overrides` (from command-line
+for linear_lbfgs, `knn_eval.*` for knn, `sgd_eval.*` for the others); `overrides` (from command-line
 flags) take precedence. The low-data regime is `fraction` < 1 on any of them.
 The protocols on extracted features read them in `extraction.precision`
 (evaluation/representations.py); an entry computed from bfloat16 or float16
@@ -20,6 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import gin
 
 from evaluation import feature_cache
+from evaluation import knn
 from evaluation import label_free
 from evaluation import linear_eval
 from evaluation import representations
@@ -27,7 +29,17 @@ from evaluation import results as results_lib
 from evaluation import sgd_eval
 
 PROTOCOLS = (linear_eval.PROTOCOL,) + tuple(
-    sgd_eval.protocol_name(h, i) for i in sgd_eval.INPUTS for h in sgd_eval.HEADS)
+    sgd_eval.protocol_name(h, i) for i in sgd_eval.INPUTS for h in sgd_eval.HEADS
+) + (knn.PROTOCOL,)
+
+
+def _function_and_scope(protocol: str):
+  """The gin-configurable evaluate function of `protocol` and its gin scope."""
+  if protocol == linear_eval.PROTOCOL:
+    return linear_eval.evaluate, "linear_eval"
+  if protocol == knn.PROTOCOL:
+    return knn.evaluate, "knn_eval"
+  return sgd_eval.evaluate, "sgd_eval"
 
 
 def check_protocols(names: Sequence[str]) -> List[str]:
@@ -65,8 +77,7 @@ def resolved_settings(fn, overrides: Dict) -> Dict:
 
 def _entry_settings(protocol: str, overrides: Dict):
   """(layers, pooling, fraction) the protocol will use: for the 'done?' test."""
-  fn = (linear_eval.evaluate if protocol == linear_eval.PROTOCOL
-        else sgd_eval.evaluate)
+  fn, _ = _function_and_scope(protocol)
   settings = resolved_settings(fn, overrides)
   # `layers` lists linear_eval's end points, or several for an SGD head.
   layers = settings.get("layers") or [settings["layer"]]
@@ -85,14 +96,12 @@ def check_settings(protocols: Sequence[str], datasets: Sequence,
     ValueError: naming the binding, the bad value and the valid ones.
   """
   for protocol in check_protocols(protocols):
-    fn, scope = ((linear_eval.evaluate, "linear_eval")
-                 if protocol == linear_eval.PROTOCOL
-                 else (sgd_eval.evaluate, "sgd_eval"))
+    fn, scope = _function_and_scope(protocol)
     layers, _, _ = _entry_settings(protocol, {})
     unknown = [l for l in layers if l not in end_points]
     if unknown:
       raise ValueError(
-          f"{protocol}: {scope}.{'layers' if scope == 'linear_eval' else 'layer'} "
+          f"{protocol}: {scope}.{'layer' if scope == 'sgd_eval' else 'layers'} "
           f"names {unknown}, not end points of this trunk; it has "
           f"{', '.join(end_points)}.")
     settings = resolved_settings(fn, {})
@@ -138,9 +147,10 @@ def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
       + (f", {100 * fraction:g}% of the labels" if fraction < 1 else ""))
   kwargs = dict(overrides, pooling=pooling, fraction=fraction)
   kwargs.pop("layers", None)
-  if protocol == linear_eval.PROTOCOL:
-    entries = linear_eval.evaluate(trunk, dataset, layers=todo, cache=cache,
-                                   strategy=strategy, log=log, **kwargs)
+  if protocol in (linear_eval.PROTOCOL, knn.PROTOCOL):
+    fn, _ = _function_and_scope(protocol)
+    entries = fn(trunk, dataset, layers=todo, cache=cache, strategy=strategy,
+                 log=log, **kwargs)
   else:
     head, inputs = protocol.split("_sgd")[0], (
         "features" if protocol.endswith("_features") else "images")
@@ -158,7 +168,7 @@ def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
                                            log=lambda _: None)
   for e in entries:
     e["dataset"] = dataset.name
-    if dtype != "float32" and (protocol == linear_eval.PROTOCOL
+    if dtype != "float32" and (protocol in (linear_eval.PROTOCOL, knn.PROTOCOL)
                                or protocol.endswith("_features")):
       e["extraction_precision"] = dtype
   results_lib.update(workdir, evaluations=entries)

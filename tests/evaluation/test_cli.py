@@ -99,7 +99,8 @@ def test_every_protocol_on_fashion_mnist_through_the_cli(tmp_path):
 def test_unknown_protocol_names_the_known_ones(tmp_path):
   proc = subprocess.run(
       [sys.executable, "-m", "evaluation", f"--workdir={tmp_path}",
-       "--protocol=knn"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+       "--protocol=knn_cosine"], capture_output=True, text=True, cwd=ROOT, timeout=300)
   assert proc.returncode != 0
   assert "Unknown evaluation protocol" in proc.stderr
   assert "linear_lbfgs" in proc.stderr and "mlp_sgd_features" in proc.stderr
+  assert ", knn." in proc.stderr
