@@ -17,6 +17,7 @@ import gin
 import tensorflow as tf
 
 from datasets import input_pipeline
+from evaluation import knn_monitor
 from self_supervision import task as task_lib
 from training import checkpoints as checkpoints_lib
 from training import loop as loop_lib
@@ -102,6 +103,8 @@ class Trainer:
         keep_checkpoint_every_hours=keep_checkpoint_every_hours,
         summary_writer=self.summary_writer,
         lr_binding="scaled_learning_rate.base_lr", jit_compile=jit_compile,
+        # gin: knn_monitor.every_loops (off by default).
+        monitor=knn_monitor.make(task, self.model, dataset, strategy, log),
         log=log)
     self.manager = self.loop.checkpoints
 

@@ -106,9 +106,13 @@ class Loop:
                keep_checkpoint_every_hours: Optional[float] = None,
                lr_binding: str = "scaled_learning_rate.base_lr",
                batch_binding: str = "train.batch_size",
-               jit_compile: bool = False,
+               jit_compile: bool = False, monitor=None,
                log: Callable[[str], None] = print, prefix: str = ""):
     check_batch(global_batch_size, strategy, batch_binding)
+    # An observer of the model between loops (evaluation/knn_monitor.py):
+    # `due()` is asked after every loop, `monitor()` returns {name: value} for
+    # the progress line and TensorBoard (`monitor/<name>`).
+    self.monitor = monitor
     # XLA compiles the forward and backward pass of one replica; the update
     # and the metrics stay outside, where the strategy all-reduces.
     self._compute_gradients = (
@@ -208,7 +212,9 @@ class Loop:
       step = self.step
       dt = time.time() - t0
       self._check_finite(results, step)
-      self._report(results, step, n, dt)
+      observed = (self.monitor() if self.monitor is not None and self.monitor.due()
+                  else {})
+      self._report(results, step, n, dt, observed)
       for k, v in results.items():
         sums[k] = sums.get(k, 0.0) + v * n
       steps_run += n
@@ -237,7 +243,7 @@ class Loop:
         f". Lower {self.lr_binding}, or check the input pipeline for bad "
         f"images.")
 
-  def _report(self, results, step, n, dt):
+  def _report(self, results, step, n, dt, observed=None):
     images_per_sec = n * self.global_batch_size / dt
     if self._rate_start is None:
       # The first loop includes tracing; don't let it skew the ETA.
@@ -254,10 +260,14 @@ class Loop:
     if self.copies_per_example != 1:
       rate_text += (f" ({images_per_sec * self.copies_per_example:.0f} "
                     f"inputs/s)")
+    observed = observed or {}
+    observed_text = "".join(f" | {k}={v:.2f}" for k, v in observed.items())
     self.log(f"{self.prefix}step {step}/{self.total_steps} "
              f"loss={results['loss']:.4f} {metric_text} lr={lr:.4g} "
-             f"{rate_text} ETA {format_duration(eta)}")
+             f"{rate_text} ETA {format_duration(eta)}{observed_text}")
     with self.summary_writer.as_default(step=step):
+      for k, v in observed.items():
+        tf.summary.scalar(f"monitor/{k}", v)
       for k, v in results.items():
         tf.summary.scalar(f"train/{k}", v)
       tf.summary.scalar("train/learning_rate", lr)
