@@ -78,7 +78,7 @@ def get_dataset(name, data_dir=None, manual_dir=None, **kwargs):
 
   Args:
     name: a registered name (`dataset_names()`): 'fashion_mnist', 'imagenet2012',
-      'places365' or 'image_folder:<root>'.
+      'places205', 'places365' or 'image_folder:<root>'.
     data_dir: tfds data directory (None: tfds's default); unused by image_folder.
     manual_dir: folder holding the manually obtained source files (None: the
       dataset's default); unused by image_folder.

@@ -14,8 +14,8 @@ int64 position within the split (0..n-1), which seeds per-example randomness. Th
 dataset is neither shuffled (beyond optional file shuffling), repeated nor batched.
 
 `TfdsDataset` implements this over a tfds builder (fashion_mnist, imagenet2012,
-places365); `image_folder.ImageFolder` over image files, with the same `SPLITS` and
-`check_split`. Datasets are found by name through `datasets.registry`.
+places205, places365); `image_folder.ImageFolder` over image files, with the same
+`SPLITS` and `check_split`. Datasets are found by name through `datasets.registry`.
 """
 import contextlib
 import importlib.resources

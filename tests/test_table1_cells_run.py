@@ -119,10 +119,10 @@ def test_an_unknown_transfer_dataset_fails_before_training(tmp_path):
   proc = subprocess.run(
       [sys.executable, "train_and_eval.py",
        "--config=configs/rotation/imagenet_revnet50_k4.gin",
-       f"--workdir={tmp_path}", "--gin_bindings=experiment.transfer_datasets = ['places205']"],
+       f"--workdir={tmp_path}", "--gin_bindings=experiment.transfer_datasets = ['sun397']"],
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0
-  assert "Unknown dataset 'places205'; use one of" in proc.stderr
+  assert "Unknown dataset 'sun397'; use one of" in proc.stderr
   assert not os.path.exists(tmp_path / "checkpoints")
 
 

@@ -10,12 +10,13 @@ from datasets import fashion_mnist
 from datasets import image_folder
 from datasets import imagenet
 from datasets import places
+from datasets import places205
 from datasets import registry
 
 
 def test_names_and_splits():
-  assert registry.DATASET_NAMES == ('fashion_mnist', 'imagenet2012', 'places365',
-                                    'image_folder')
+  assert registry.DATASET_NAMES == ('fashion_mnist', 'imagenet2012', 'places205',
+                                    'places365', 'image_folder')
   assert registry.SPLITS == ('train', 'val', 'trainval', 'test')
 
 
@@ -33,6 +34,10 @@ def test_get_dataset_builds_each_kind(tmp_path):
   assert ds.builder.name == 'imagenet2012'
   ds = registry.get_dataset('places365', data_dir=data_dir)
   assert isinstance(ds, places.Places365) and ds.builder.name == 'places365_small'
+  ds = registry.get_dataset('places205', data_dir=data_dir, manual_dir='/p')
+  assert isinstance(ds, places205.Places205) and (ds.manual_dir, ds.holdout) == ('/p',
+                                                                                 50000)
+  assert ds.builder.name == 'places205_archives'
   folder = tmp_path / 'images' / 'cls'
   os.makedirs(folder)
   with open(folder / 'a.png', 'wb') as f:
@@ -47,7 +52,7 @@ def test_unknown_name_lists_the_names(name):
   with pytest.raises(ValueError) as info:
     registry.get_dataset(name)
   assert str(info.value) == (
-      f'Unknown dataset {name!r}; use one of fashion_mnist, imagenet2012, places365, '
+      f'Unknown dataset {name!r}; use one of fashion_mnist, imagenet2012, places205, places365, '
       'image_folder:<root> (a folder with one sub-folder of images per class).')
 
 
@@ -99,8 +104,8 @@ def test_a_dataset_defined_here_registers_and_is_built(scratch_registry):
   ds = registry.get_dataset('toy_folder:gs://b/x', manual_dir='/m')
   assert isinstance(ds, ToyFolder)
   assert (ds.args, ds.kwargs) == (('gs://b/x',), {'data_dir': None, 'manual_dir': '/m'})
-  assert registry.dataset_names() == ('fashion_mnist', 'imagenet2012', 'places365',
-                                      'toy', 'image_folder:', 'toy_folder:')
+  assert registry.dataset_names() == ('fashion_mnist', 'imagenet2012', 'places205',
+                                      'places365', 'toy', 'image_folder:', 'toy_folder:')
   assert registry.DATASET_NAMES[-2:] == ('image_folder', 'toy_folder')
   assert registry.register('toy')(Toy) is Toy  # The same class again is no clash.
   with pytest.raises(ValueError, match="Dataset 'toy' is registered twice"):
@@ -120,7 +125,7 @@ def test_unknown_name_lists_every_registered_one(scratch_registry, name):
   with pytest.raises(ValueError) as info:
     registry.get_dataset(name)
   assert str(info.value) == (
-      f'Unknown dataset {name!r}; use one of fashion_mnist, imagenet2012, places365, '
+      f'Unknown dataset {name!r}; use one of fashion_mnist, imagenet2012, places205, places365, '
       'toy, image_folder:<root> (a folder with one sub-folder of images per class), '
       'toy_folder:<arg>.')
 
@@ -134,4 +139,4 @@ def test_built_in_datasets_are_found_without_importing_them():
                            os.path.dirname(os.path.abspath(__file__))))).stdout
   assert out.splitlines() == [
       "['datasets.registry', 'datasets.tfds_dataset']",
-      "('fashion_mnist', 'imagenet2012', 'places365', 'image_folder:')"]
+      "('fashion_mnist', 'imagenet2012', 'places205', 'places365', 'image_folder:')"]
