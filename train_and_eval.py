@@ -62,7 +62,8 @@ def experiment_settings(task: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
                         evaluate_random_init: bool = False,
                         hub_modules: Sequence[str] = (),
                         protocols: Sequence[str] = ("linear_lbfgs",),
-                        transfer_datasets: Sequence[str] = ()):
+                        transfer_datasets: Sequence[str] = (),
+                        eval_seeds: Sequence[int] = (0,)):
   """Top-level identity of a run: which task on which dataset, and its seed.
 
   evaluate_random_init: also evaluate the trunk at initialisation (the paper's
@@ -75,16 +76,27 @@ def experiment_settings(task: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
   same protocols and splits, into the same results.json (entries name their
   dataset): the paper's Places evaluation of every model. One whose data is
   not there (FileNotFoundError from its prepare()) is skipped with a message;
-  evaluate it later with `python -m evaluation --dataset=NAME`.
+  evaluate it later with `python -m evaluation --dataset=NAME`. 'a|b' names
+  alternatives: the first whose data is there ('places205|places365': the
+  paper's Places205 when its archives are there, else tfds's Places365).
+  eval_seeds: every protocol runs once per seed (its entries say which); the
+  summary shows mean ± standard deviation over them (protocols.seed_arguments
+  says what a seed changes).
   """
-  for name in transfer_datasets:
-    dataset_registry.check_name(name)  # before hours of training, not after
+  for names in transfer_datasets:
+    for name in names.split("|"):
+      dataset_registry.check_name(name)  # before hours of training, not after
+  seeds = [int(s) for s in eval_seeds]
+  if not seeds or min(seeds) < 0:
+    raise ValueError(f"experiment.eval_seeds = {list(eval_seeds)}: give "
+                     f"non-negative integers, e.g. [0, 1, 2].")
   return dict(task=task, dataset=dataset, seed=seed,
               linear_eval_enabled=linear_eval_enabled,
               evaluate_random_init=evaluate_random_init,
               hub_modules=list(hub_modules),
               protocols=protocols_lib.check_protocols(protocols),
-              transfer_datasets=list(transfer_datasets))
+              transfer_datasets=list(transfer_datasets),
+              eval_seeds=list(dict.fromkeys(seeds)))
 
 
 def _git_commit():
@@ -288,16 +300,20 @@ def _run_stages(workdir, mode, strategy, settings, data_dir, manual_dir, started
 
 
 def present_datasets(names, data_dir=None, manual_dir=None):
-  """The datasets of `names` whose data is there (prepared, or preparable)."""
+  """The datasets of `names` whose data is there (prepared, or preparable);
+  of alternatives 'a|b', the first whose data is there."""
   out = []
-  for name in names:
-    ds = dataset_registry.get_dataset(name, data_dir=data_dir, manual_dir=manual_dir)
-    try:
-      ds.prepare()
-    except FileNotFoundError as e:
-      print(f"Transfer dataset {name} skipped: its data is not here ({e})")
-      continue
-    out.append(ds)
+  for alternatives in names:
+    for name in alternatives.split("|"):
+      ds = dataset_registry.get_dataset(name, data_dir=data_dir,
+                                        manual_dir=manual_dir)
+      try:
+        ds.prepare()
+      except FileNotFoundError as e:
+        print(f"Transfer dataset {name} skipped: its data is not here ({e})")
+        continue
+      out.append(ds)
+      break
   return out
 
 
@@ -330,9 +346,10 @@ def evaluate_trunks(task, datasets, trainer, step, settings, workdir, strategy,
   for make_trunk in trunks:
     trunk = make_trunk()
     for ds in datasets:
-      for protocol in protocols:
-        protocols_lib.run(protocol, trunk, ds, workdir=workdir, cache=cache,
-                          strategy=strategy)
+      for seed in settings["eval_seeds"]:
+        for protocol in protocols:
+          protocols_lib.run(protocol, trunk, ds, workdir=workdir, cache=cache,
+                            strategy=strategy, seed=seed)
     # Label-free model selection (evaluation/label_free.py): RankMe of every
     # trunk's pre_logits (SPEC §1: all six have one) on the held-out split the
     # pretext accuracy is measured on.

@@ -49,6 +49,9 @@ flags.DEFINE_list("layers", None, "End points (default: the protocol's gin "
 flags.DEFINE_string("pooling", None, "adaptive_max, adaptive_avg, max or avg.")
 flags.DEFINE_float("fraction", None, "Low-data regime: class-balanced fraction "
                    "of the training split, e.g. 0.1.")
+flags.DEFINE_list("seeds", ["0"], "Evaluation seeds (e.g. 0,1,2): each is an entry; "
+                  "tables show mean ± standard deviation. They set the SGD heads' "
+                  "initialisation and shuffling and the low-data subset.")
 flags.DEFINE_enum("trunk", "trained", ["trained", "random_init"],
                   "For a run: its checkpoint or its initialisation.")
 flags.DEFINE_string("checkpoint", None, "For a run: this checkpoint prefix "
@@ -109,6 +112,7 @@ def main(argv):
 
 def _main():
   protocols = protocols_lib.check_protocols(FLAGS.protocol)
+  _seeds(FLAGS.seeds)  # a typo fails before any data is read
   workdir = FLAGS.workdir
   if not FLAGS.hub_module and not os.path.isdir(workdir):
     raise FileNotFoundError(
@@ -128,12 +132,36 @@ def _main():
   dataset_name = FLAGS.dataset or run.get("dataset")
   if not dataset_name:
     raise app.UsageError("--dataset is required: the workdir names none.")
-  dataset = dataset_registry.get_dataset(
-      dataset_name, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir)
-  dataset.prepare()
+  dataset = _first_present(dataset_name.split("|"))
   os.makedirs(workdir, exist_ok=True)
   with workdir_lock.Lock(workdir):
     _evaluate(workdir, run, dataset, strategy, protocols)
+
+
+def _first_present(names):
+  """The first of alternative datasets ('places205|places365') whose data is
+  there; the last one's error when none is."""
+  for i, name in enumerate(names):
+    dataset = dataset_registry.get_dataset(
+        name, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir)
+    try:
+      dataset.prepare()
+      return dataset
+    except FileNotFoundError as e:
+      if i == len(names) - 1:
+        raise
+      print(f"Dataset {name} skipped: its data is not here ({e})")
+
+
+def _seeds(values):
+  try:
+    seeds = [int(v) for v in values]
+  except ValueError:
+    raise ValueError(f"--seeds takes integers, e.g. --seeds=0,1,2 (got "
+                     f"{','.join(values)}).") from None
+  if not seeds or min(seeds) < 0:
+    raise ValueError("--seeds takes non-negative integers, e.g. --seeds=0,1,2.")
+  return list(dict.fromkeys(seeds))
 
 
 def _evaluate(workdir, run, dataset, strategy, protocols):
@@ -149,9 +177,10 @@ def _evaluate(workdir, run, dataset, strategy, protocols):
                    fraction=FLAGS.fraction)
   cache = protocols_lib.make_cache(workdir)
   t0 = time.time()
-  for protocol in protocols:
-    protocols_lib.run(protocol, trunk, dataset, workdir=workdir, cache=cache,
-                      strategy=strategy, overrides=overrides)
+  for seed in _seeds(FLAGS.seeds):
+    for protocol in protocols:
+      protocols_lib.run(protocol, trunk, dataset, workdir=workdir, cache=cache,
+                        strategy=strategy, overrides=overrides, seed=seed)
   evaluations = [e for e in results_lib.load(workdir)["evaluations"]
                  if e["trunk"] == trunk.name]
   print("\n" + results_lib.format_table(evaluations))

@@ -117,35 +117,56 @@ def check_settings(protocols: Sequence[str], datasets: Sequence,
                            f"{ds.name} lacks ({e}).") from e
 
 
+# Protocols whose only randomness is the low-data subset: at fraction 1 every
+# seed gives seed 0's result, so only seed 0 runs.
+DETERMINISTIC_AT_FULL_DATA = (linear_eval.PROTOCOL, knn.PROTOCOL)
+
+
+def seed_arguments(protocol: str, seed: int) -> Dict:
+  """What a protocol's seed sets: the SGD heads' initialisation, dropout and
+  shuffling, and for every protocol the low-data subset."""
+  if protocol in DETERMINISTIC_AT_FULL_DATA:
+    return dict(subset_seed=seed)
+  return dict(seed=seed, subset_seed=seed)
+
+
 def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
         strategy=None, log: Callable[[str], None] = print,
-        overrides: Optional[Dict] = None) -> List[Dict]:
+        overrides: Optional[Dict] = None, seed: int = 0) -> List[Dict]:
   """Runs `protocol` on `trunk` and merges its entries into workdir/results.json.
 
-  Layers, pooling and fraction already in results.json for this trunk and
-  protocol are skipped, so a re-run only adds what is missing.
+  Layers, pooling, fraction and seed already in results.json for this trunk
+  and protocol are skipped, so a re-run only adds what is missing.
 
   overrides: protocol arguments that win over gin (layers, pooling, fraction,
   l2_grid, ...); `layers` may list several end points for every protocol.
+  seed: the evaluation's seed (`seed_arguments`), recorded in each entry; run
+  seeds 0, 1, 2 for mean ± standard deviation (results.over_seeds).
   """
   check_protocols([protocol])
   overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
   layers, pooling, fraction = _entry_settings(protocol, overrides)
+  if seed != 0 and protocol in DETERMINISTIC_AT_FULL_DATA and fraction == 1.0:
+    log(f"{protocol} uses every label: seed {seed} would repeat seed 0's result; "
+        f"skipped (seeds vary its low-data subset).")
+    return []
   done = results_lib.load(workdir)
   # Entries name their dataset; those written before they did are the run's.
   own = done["run"].get("dataset")
   transfer = own is not None and dataset.name != own
   todo = [l for l in layers if not results_lib.has_entry(
       done, protocol=protocol, trunk=trunk.name, layer=l, pooling=pooling,
-      fraction=fraction, dataset=dataset.name, default_dataset=own)]
+      fraction=fraction, dataset=dataset.name, default_dataset=own, seed=seed)]
   on = f" on {dataset.name}" if transfer else ""
+  with_seed = f", seed {seed}" if seed else ""
   if not todo:
-    log(f"{protocol} of the {trunk.name} trunk{on} ({', '.join(layers)}) already "
-        f"in results.json.")
+    log(f"{protocol} of the {trunk.name} trunk{on} ({', '.join(layers)}"
+        f"{with_seed}) already in results.json.")
     return []
   log(f"{protocol} of the {trunk.name} trunk{on}: {', '.join(todo)}"
-      + (f", {100 * fraction:g}% of the labels" if fraction < 1 else ""))
-  kwargs = dict(overrides, pooling=pooling, fraction=fraction)
+      + (f", {100 * fraction:g}% of the labels" if fraction < 1 else "") + with_seed)
+  kwargs = dict(overrides, pooling=pooling, fraction=fraction,
+                **seed_arguments(protocol, seed))
   kwargs.pop("layers", None)
   if protocol in (linear_eval.PROTOCOL, knn.PROTOCOL):
     fn, _ = _function_and_scope(protocol)
@@ -168,6 +189,7 @@ def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
                                            log=lambda _: None)
   for e in entries:
     e["dataset"] = dataset.name
+    e["seed"] = seed
     if dtype != "float32" and (protocol in (linear_eval.PROTOCOL, knn.PROTOCOL)
                                or protocol.endswith("_features")):
       e["extraction_precision"] = dtype

@@ -9,7 +9,9 @@ import os
 from typing import Dict, List
 
 _ENTRY_KEY = ("protocol", "trunk", "dataset", "layer", "pooling", "train_split",
-              "eval_split", "fraction")
+              "eval_split", "fraction", "seed")
+# Entries written before they named their seed were made with seed 0.
+DEFAULT_SEED = 0
 _LABEL_FREE_KEY = ("trunk", "dataset", "layer", "pooling", "split")
 
 
@@ -28,13 +30,16 @@ def load(workdir: str) -> Dict:
 
 
 def _key(entry):
-  return tuple(entry.get(k) for k in _ENTRY_KEY)
+  return tuple(entry.get(k, DEFAULT_SEED) if k == "seed" else entry.get(k)
+               for k in _ENTRY_KEY)
 
 
 def has_entry(results: Dict, default_dataset=None, **match) -> bool:
   """Whether an entry has every `match` value; one without a `dataset` field
   (written before entries named theirs) counts as `default_dataset`'s."""
   def value(e, k):
+    if k == "seed":
+      return e.get(k, DEFAULT_SEED)
     return e.get(k, default_dataset) if k == "dataset" else e.get(k)
   return any(all(value(e, k) == v for k, v in match.items())
              for e in results.get("evaluations", []))
@@ -70,19 +75,49 @@ def update(workdir: str, *, run: Dict = None, pretext: Dict = None,
   return results
 
 
+def over_seeds(evaluations: List[Dict]) -> List[Dict]:
+  """Entries that differ only in their seed, merged into one.
+
+  The merged entry is the first's, with top1/top5 the mean over seeds,
+  top1_std/top5_std the sample standard deviation (n - 1; 0 for one seed)
+  and `seeds` the seeds, in order. Single-seed entries come back with
+  `seeds` = [their seed] and zero deviations.
+  """
+  groups = {}
+  for e in evaluations:
+    key = tuple(e.get(k) for k in _ENTRY_KEY if k != "seed")
+    groups.setdefault(key, []).append(e)
+  merged = []
+  for entries in groups.values():
+    out = dict(entries[0])
+    out["seeds"] = [e.get("seed", DEFAULT_SEED) for e in entries]
+    for metric in ("top1", "top5"):
+      values = [float(e[metric]) for e in entries]
+      mean = sum(values) / len(values)
+      var = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+             if len(values) > 1 else 0.0)
+      out[metric], out[f"{metric}_std"] = mean, var ** 0.5
+    merged.append(out)
+  return merged
+
+
 def format_table(evaluations: List[Dict]) -> str:
-  """A plain-text table of evaluation entries (one row each)."""
+  """A plain-text table of evaluation entries: one row each, or one per group
+  of seeds with mean ± standard deviation (n = number of seeds)."""
   rows = [("protocol", "trunk", "layer", "fraction", "eval split", "top-1 %",
            "top-5 %")]
-  for e in evaluations:
+  for e in over_seeds(evaluations):
     trunk = e["trunk"]
     if len(trunk) > 28:
       trunk = "..." + trunk[-25:]
     split = e["eval_split"]
     if len({x.get("dataset") for x in evaluations}) > 1 and e.get("dataset"):
       split = f"{e['dataset']}:{split}"
+    n = len(e["seeds"])
+    metric = lambda m: (f"{e[m]:.2f}" if n == 1 else  # noqa: E731
+                        f"{e[m]:.2f} ± {e[m + '_std']:.2f} (n={n})")
     rows.append((e["protocol"], trunk, e["layer"], f"{e.get('fraction', 1.0):g}",
-                 split, f"{e['top1']:.2f}", f"{e['top5']:.2f}"))
+                 split, metric("top1"), metric("top5")))
   widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
   lines = []
   for r in rows:

@@ -147,8 +147,10 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
         f"Need first_decay_epochs > 0 and 0 <= second_decay_after <= "
         f"tail_epochs; got {first_decay_epochs}, {second_decay_after}, "
         f"{tail_epochs}.")
+  # Seed 0 keeps the folder name runs had before seeds were part of it.
   eval_dir = os.path.join(workdir, "eval", protocol, _slug(trunk.name),
-                          f"{_slug(layer)}-{pooling}-f{fraction:g}")
+                          f"{_slug(layer)}-{pooling}-f{fraction:g}"
+                          + (f"-s{seed}" if seed else ""))
   os.makedirs(eval_dir, exist_ok=True)
   t_start = time.time()
   lr_peak = schedule_lib.linear_scaling(base_lr, batch_size, base_batch_size)

@@ -36,6 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from evaluation import label_free  # noqa: E402  (numpy only)
+from evaluation import results as results_lib  # noqa: E402  (stdlib only)
 
 
 def _load_study_grid():
@@ -188,7 +189,9 @@ def load_runs(root: str) -> Tuple[List[Run], List[str]]:
     runs.append(Run(
         id=len(runs) + 1, rel=rel, path=path, info=info,
         pretext=results.get("pretext") or {},
-        evaluations=[{"dataset": own, **e} for e in results.get("evaluations", [])],
+        # Entries that differ only in their seed become one: mean, std, seeds.
+        evaluations=results_lib.over_seeds(
+            [{"dataset": own, **e} for e in results.get("evaluations", [])]),
         label_free=[{"dataset": own, **e} for e in results.get("label_free", [])],
         meta=meta, gin=parse_gin(gin_text)))
   return runs, problems
@@ -305,9 +308,18 @@ def _rows_and_columns(cells) -> Tuple[List[str], List[Tuple[str, int]]]:
   return rows, columns
 
 
-def link(value: float, run: Run, bold: bool = False, underline: bool = False) -> str:
-  """`[**53.7**](#run-7)`, underlined as `<u>[53.7](#run-7)</u>`."""
-  text = f"{value:.1f}"
+def spread(entry: Optional[Dict]) -> Optional[float]:
+  """The standard deviation over an entry's seeds, None for a single seed."""
+  if not entry or len(entry.get("seeds", [0])) < 2:
+    return None
+  return entry.get("top1_std")
+
+
+def link(value: float, run: Run, bold: bool = False, underline: bool = False,
+         std: Optional[float] = None) -> str:
+  """`[**53.7**](#run-7)`, underlined as `<u>[53.7](#run-7)</u>`; with several
+  seeds `[53.7 ± 0.4](#run-7)` (mean ± standard deviation)."""
+  text = f"{value:.1f}" + (f" ± {std:.1f}" if std is not None else "")
   text = f"[**{text}**](#{run.anchor})" if bold else f"[{text}](#{run.anchor})"
   return f"<u>{text}</u>" if underline else text
 
@@ -343,7 +355,7 @@ def format_grid(cells: Dict[Tuple[str, str, int], Cell]) -> str:
       c = cells.get((trunk, task, w))
       out.append(MISSING if c is None else
                  link(c.value, c.run, (trunk, task, w) in bold,
-                      (trunk, task, w) in underline) + c.mark)
+                      (trunk, task, w) in underline, spread(c.entry)) + c.mark)
     lines.append(f"| {row_label(trunk)} | " + " | ".join(out) + " |")
   return "\n".join(lines)
 
@@ -408,7 +420,7 @@ def table2(runs: Sequence[Run], source: str) -> Optional[str]:
     out = []
     for d in datasets:
       e = sgd(run, d)
-      out.append(link(e["top1"], run) if e else MISSING)
+      out.append(link(e["top1"], run, std=spread(e)) if e else MISSING)
     lines.append(f"| {task_label(task)} | {run.label()} | " + " | ".join(out) + " |")
   return "\n".join(lines)
 
@@ -873,6 +885,13 @@ def gallery(runs: Sequence[Run], fig_dir: str, out: str) -> List[str]:
 # ---------------------------------------------------------------------- Report
 
 
+def _seed_note(e: Dict) -> str:
+  """' ± 3.61 (seeds 0, 1, 2)' for an entry merged over seeds, else ''."""
+  if spread(e) is None:
+    return ""
+  return f" ± {e['top1_std']:.2f} (seeds {', '.join(str(s) for s in e['seeds'])})"
+
+
 def appendix(runs: Sequence[Run], files_dir: Optional[str] = None) -> List[str]:
   """One anchored entry per run; with `files_dir` (relative to the report), links
   to the copies of its results.json, run.json and operative_config.gin there."""
@@ -915,7 +934,8 @@ def appendix(runs: Sequence[Run], files_dir: Optional[str] = None) -> List[str]:
             f"| {e.get('protocol')} | {e['dataset']} | `{e.get('trunk')}` | "
             f"{e.get('layer')} | {float(e.get('fraction', 1.0)):g} | "
             f"{e.get('train_split')} / {e.get('selected_on')} / {e.get('eval_split')} | "
-            f"{e['top1']:.2f} | {'' if top5 is None else f'{top5:.2f}'} |")
+            f"{e['top1']:.2f}{_seed_note(e)} | "
+            f"{'' if top5 is None else f'{top5:.2f}'} |")
     else:
       lines.append("No evaluation entries yet.")
     lines.append("")

@@ -348,3 +348,21 @@ def test_gallery_without_tensorflow(tmp_path, monkeypatch):
   assert "could not load fashion_mnist images (FileNotFoundError: no fashion_mnist " \
          "here); no gallery." in report
   assert not png.exists()  # the earlier build's gallery is not left behind
+
+
+def test_seeds_show_mean_and_deviation(tmp_path):
+  # Three seeds of an SGD evaluation and of a low-data L-BFGS one: the Table 2
+  # cell shows mean ± standard deviation; a single seed shows its value alone.
+  root = tmp_path / "runs"
+  sgd = [entry(t, protocol="linear_sgd", eval_split="test", seed=s, trunk="trained@100")
+         for s, t in enumerate((70.0, 72.0, 77.0))]
+  make_run(root, "a/rot", "rotation", "revnet50", 4, 60.0, extra_entries=sgd)
+  make_run(root, "a/ex", "exemplar", "revnet50", 4, 55.0,
+           extra_entries=[entry(50.0, protocol="linear_sgd", eval_split="test")])
+  make_report.build_report(str(root), with_gallery=False)
+  report = (root / "report.md").read_text()
+  assert "| Rotation | RevNet50 k=4 | [73.0 ± 3.6](#run-2) |" in report
+  assert "| Exemplar | RevNet50 k=4 | [50.0](#run-1) |" in report
+  # The appendix lists the merged entry once.
+  assert report.count("| linear_sgd | fashion_mnist | `trained@100` |") == 2
+  assert "| 73.00 ± 3.61 (seeds 0, 1, 2) | 99.00 |" in report

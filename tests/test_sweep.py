@@ -100,12 +100,12 @@ def test_table2_on_a_finished_cell_still_needs_its_sgd_entry(tmp_path):
                          train_split="trainval")])
   out = _sweep("table2", "--root", str(tmp_path), "--dry-run").stdout
   assert out.splitlines()[0].split() == ["done", "table2/rotation/revnet50_k16"]
-  # Its Places run still waits for a places365 entry.
+  # Its Places run still waits for a Places205 or Places365 entry.
   places = out.splitlines()[8:10]
-  assert places[0].split() == ["partial", "table2/rotation/revnet50_k16_places365"]
+  assert places[0].split() == ["partial", "table2/rotation/revnet50_k16_places"]
   assert places[1].strip() == (
       f"cd {ROOT} && {sys.executable} -m evaluation --workdir={tmp_path}/table1/"
-      f"rotation/revnet50_k16 --dataset=places365 --protocol=linear_sgd")
+      f"rotation/revnet50_k16 '--dataset=places205|places365' --protocol=linear_sgd")
   with open(tmp_path / "table1/rotation/revnet50_k16/results.json") as f:
     doc = json.load(f)
   doc["run"]["dataset"] = "imagenet2012"
@@ -113,7 +113,7 @@ def test_table2_on_a_finished_cell_still_needs_its_sgd_entry(tmp_path):
   with open(tmp_path / "table1/rotation/revnet50_k16/results.json", "w") as f:
     json.dump(doc, f)
   out = _sweep("table2", "--root", str(tmp_path), "--dry-run").stdout
-  assert out.splitlines()[8].split() == ["done", "table2/rotation/revnet50_k16_places365"]
+  assert out.splitlines()[8].split() == ["done", "table2/rotation/revnet50_k16_places"]
   assert out.splitlines()[0].split() == ["done", "table2/rotation/revnet50_k16"]
 
 
@@ -266,7 +266,7 @@ def test_jobs_run_workdirs_side_by_side_with_a_share_of_the_cores(tmp_path):
        "--jobs", "3"], capture_output=True, text=True, env=env, timeout=120).stdout
   assert "[sweep] table2: 2 runs, 0 done; 2 to run in 1 workdirs, 3 at a time" in out
   assert ("[sweep] done    table2/rotation/revnet50_k16 "
-          "table2/rotation/revnet50_k16_places365 (") in out
+          "table2/rotation/revnet50_k16_places (") in out
   joined = log.read_text().splitlines()[-4:]
   assert [e.split()[:3] for e in joined] == [
       ["start", "revnet50_k16", "1"], ["end", "revnet50_k16", "1"],

@@ -96,6 +96,15 @@ def test_every_protocol_on_fashion_mnist_through_the_cli(tmp_path):
   assert abs(hub["top1"] - lbfgs["top1"]) < 0.05
 
 
+def test_bad_seeds_are_named_before_any_work(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "evaluation", f"--workdir={tmp_path}",
+       "--seeds=0,one"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+  assert proc.returncode != 0
+  assert "--seeds takes integers, e.g. --seeds=0,1,2 (got 0,one)." in proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
 def test_unknown_protocol_names_the_known_ones(tmp_path):
   proc = subprocess.run(
       [sys.executable, "-m", "evaluation", f"--workdir={tmp_path}",
