@@ -79,18 +79,21 @@ class HubTrunk:
           f"{task_lib.REPRESENTATION!r}); train from a task's config instead.")
     return self._preprocess
 
-  def representation(self, model, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+  def representation(self, model, images: tf.Tensor,
+                     training: bool = False) -> Dict[str, tf.Tensor]:
     """End points of the module for preprocessed `images`.
 
     Args:
       model: ignored (None): the module is the model. Kept so that callers
         treat a HubTrunk like a task.
       images: [B, H, W, 3] in [0, 1], or [B, 9, h, w, 3] for patch modules.
+      training: ignored: the exported signatures run batch norm on its moving
+        statistics (fine-tuning a module still trains its variables).
 
     Returns:
       OrderedDict end point name -> [B, ...], in network order.
     """
-    del model
+    del model, training
     outputs = self.module.signatures[self._signature_name](
         tf.convert_to_tensor(images, tf.float32))
     return collections.OrderedDict((k, outputs[k]) for k in self.end_points)

@@ -6,6 +6,7 @@
   linear_sgd_features  the SGD linear layer on cached features (fast variant)
   mlp_sgd_features     the MLP on cached features (fast variant)
   knn                  Wu et al. 2018: weighted kNN votes on cached features
+  finetune             the whole trunk and a linear head, SGD on augmented images
 
 Each protocol's settings are gin-bound under its module's name (`linear_eval.*`
 for linear_lbfgs, `knn_eval.*` for knn, `sgd_eval.*` for the others); `overrides` (from command-line
@@ -30,7 +31,7 @@ from evaluation import sgd_eval
 
 PROTOCOLS = (linear_eval.PROTOCOL,) + tuple(
     sgd_eval.protocol_name(h, i) for i in sgd_eval.INPUTS for h in sgd_eval.HEADS
-) + (knn.PROTOCOL,)
+) + (knn.PROTOCOL, sgd_eval.FINETUNE)
 
 
 def _function_and_scope(protocol: str):
@@ -173,15 +174,17 @@ def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
     entries = fn(trunk, dataset, layers=todo, cache=cache, strategy=strategy,
                  log=log, **kwargs)
   else:
-    head, inputs = protocol.split("_sgd")[0], (
-        "features" if protocol.endswith("_features") else "images")
+    finetune = protocol == sgd_eval.FINETUNE
+    head = "linear" if finetune else protocol.split("_sgd")[0]
+    inputs = "features" if protocol.endswith("_features") else "images"
     entries = []
     # Another dataset's heads train in their own folder: same names inside.
     eval_root = (os.path.join(workdir, "transfer", dataset.name.replace(":", "_")
                               .replace("/", "_")) if transfer else workdir)
     for layer in todo:
       entries += sgd_eval.evaluate(trunk, dataset, eval_root, head=head,
-                                   inputs=inputs, layer=layer, cache=cache,
+                                   inputs=inputs, finetune=finetune,
+                                   layer=layer, cache=cache,
                                    strategy=strategy, log=log, **kwargs)
   # The image protocols run the float32 trunk in their own steps; only
   # features extracted for the others can be of another precision.

@@ -42,9 +42,64 @@ HEADS = ("linear", "mlp")
 INPUTS = ("images", "features")
 
 
-def protocol_name(head: str, inputs: str) -> str:
-  """'linear_sgd', 'mlp_sgd', 'linear_sgd_features' or 'mlp_sgd_features'."""
+FINETUNE = "finetune"
+
+
+def protocol_name(head: str, inputs: str, finetune: bool = False) -> str:
+  """'linear_sgd', 'mlp_sgd', 'linear_sgd_features', 'mlp_sgd_features' or
+  'finetune'."""
+  if finetune:
+    return FINETUNE
   return f"{head}_sgd" + ("_features" if inputs == "features" else "")
+
+
+class FinetuneNet(tf.Module):
+  """The trunk being fine-tuned and its head, as one model for the loop.
+
+  trainable_variables: the trunk's that the evaluated layer depends on, then
+  the head's. losses: the trunk's weight decay times `trunk_lr_multiplier`
+  (with the gradient scaling in the forward pass, the trunk's whole update is
+  at that fraction of the head's learning rate), plus the head's.
+  """
+
+  def __init__(self, trunk_owner, head: keras.Model, trunk_variables,
+               trunk_losses, trunk_lr_multiplier: float):
+    super().__init__(name="finetune")
+    self.trunk, self.head = trunk_owner, head  # tracked for checkpoints
+    self._trunk_variables = list(trunk_variables)
+    self._trunk_losses = trunk_losses
+    self._multiplier = trunk_lr_multiplier
+
+  @property
+  def trainable_variables(self):
+    return self._trunk_variables + list(self.head.trainable_variables)
+
+  @property
+  def losses(self):
+    return ([self._multiplier * l for l in self._trunk_losses()]
+            + list(self.head.losses))
+
+
+def trainable_copy(trunk, dataset, split: str, strategy):
+  """(task, model, variable owner, trunk variables, weight-decay losses fn) of a
+  copy of `trunk` to fine-tune, so the evaluated trunk itself is left as is.
+
+  A run's trunk (checkpoint or random init): the task's model built again and
+  given the trunk's weights. A hub module: loaded again; its trainable
+  variables train, its batch norm stays on the moving statistics (the
+  exported signatures fix it).
+  """
+  if trunk.fingerprint.get("kind") == "hub":
+    task = type(trunk.task)(trunk.fingerprint["path"],
+                            preprocess=trunk.fingerprint.get("preprocess"))
+    return (task, None, task.module, list(task.module.trainable_variables),
+            lambda: [])
+  with strategy.scope():
+    model = trunk.task.make_model(dataset, 0, split)
+  for dst, src in zip(model.weights, trunk.model.weights):
+    dst.assign(src)
+  net = trunk.task.trunk(model)
+  return trunk.task, model, model, list(net.trainable_variables), lambda: net.losses
 
 
 def augmented_pipeline(pp: str) -> str:
@@ -122,6 +177,7 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
              normalize: bool = True,
              pp_train: Optional[str] = None, eval_batch_size: int = 500,
              steps_per_loop: int = 100, seed: int = 0,
+             finetune: bool = False, trunk_lr_multiplier: float = 0.1,
              cache: Optional[feature_cache.FeatureCache] = None,
              strategy: Optional[tf.distribute.Strategy] = None,
              log: Callable[[str], None] = print) -> List[Dict]:
@@ -137,10 +193,16 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
   """
   if inputs not in INPUTS:
     raise ValueError(f"Unknown sgd_eval.inputs {inputs!r}; use one of {INPUTS}.")
+  if finetune and (head != "linear" or inputs != "images"):
+    raise ValueError("finetune trains the trunk with a linear head on images "
+                     f"(got head {head!r}, inputs {inputs!r}).")
+  if finetune and not 0 < trunk_lr_multiplier:
+    raise ValueError(f"sgd_eval.trunk_lr_multiplier = {trunk_lr_multiplier}: the "
+                     f"trunk's learning rate as a fraction of the head's, > 0.")
   fraction = low_data.check_fraction(fraction)
   strategy = strategy or tf.distribute.get_strategy()
   per_replica = loop_lib.check_batch(batch_size, strategy, "sgd_eval.batch_size")
-  protocol = protocol_name(head, inputs)
+  protocol = protocol_name(head, inputs, finetune)
   total_epochs = first_decay_epochs + tail_epochs
   if first_decay_epochs <= 0 or not 0 <= second_decay_after <= tail_epochs:
     raise ValueError(
@@ -161,9 +223,17 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
                subset_seed=subset_seed, seed=seed)
   if head == "mlp":
     hyper.update(hidden_units=hidden_units, dropout=dropout)
+  if finetune:
+    hyper.update(finetune=True, trunk_lr=lr_peak * trunk_lr_multiplier,
+                 trunk_lr_multiplier=trunk_lr_multiplier)
+    # The copy this evaluation trains; `trunk` itself stays frozen.
+    rep_task, rep_model, trunk_owner, trunk_variables, trunk_losses = (
+        trainable_copy(trunk, dataset, train_split, strategy))
+  else:
+    rep_task, rep_model = trunk.task, trunk.model
 
   # --- data ------------------------------------------------------------------
-  rep_pp = trunk.task.preprocess(task_lib.REPRESENTATION)
+  rep_pp = rep_task.preprocess(task_lib.REPRESENTATION)
   if inputs == "images":
     train_data = low_data.low_data(dataset, train_split, fraction, subset_seed)
     pp_train = pp_train or augmented_pipeline(rep_pp)
@@ -191,13 +261,22 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
                    to_steps(first_decay_epochs + second_decay_after)],
       decay_factor)
 
-  def features_of(images):
-    end_points = trunk.task.representation(trunk.model, images)
+  def features_of(images, training=False):
+    end_points = rep_task.representation(rep_model, images,
+                                         training=training and finetune)
     if layer not in end_points:
       raise ValueError(f"Unknown layer {layer!r}; the trunk has end points "
                        f"{list(end_points)}.")
-    return tf.stop_gradient(
-        pooling_lib.pool_and_flatten(end_points[layer], pooling))
+    features = pooling_lib.pool_and_flatten(end_points[layer], pooling)
+    if not finetune:
+      return tf.stop_gradient(features)
+    if not training:
+      return features
+    # The same values, but the trunk's gradient scaled by the multiplier: with
+    # its scaled weight decay (FinetuneNet.losses) and SGD's linear update, the
+    # trunk trains at trunk_lr_multiplier x the head's learning rate.
+    m = trunk_lr_multiplier
+    return m * features + (1.0 - m) * tf.stop_gradient(features)
 
   if inputs == "images":
     dim = int(features_of(tf.zeros([1] + list(input_pipeline.make_dataset(
@@ -211,19 +290,33 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
                             weight_decay=weight_decay, normalize=normalize,
                             seed=seed)
     head_model.build((None, dim))
+    model = head_model
+    if finetune:
+      # Only the trunk variables the layer depends on train (a patch task's
+      # head, a supervised logits layer, the blocks after `layer` do not).
+      probe = tf.zeros([1] + list(input_pipeline.make_dataset(
+          dataset, eval_split, rep_pp, 1, training=False, repeat=False
+      ).element_spec["image"].shape[1:]))
+      with tf.GradientTape() as tape:
+        used = tf.reduce_sum(features_of(probe))
+      grads = tape.gradient(used, trunk_variables)
+      trunk_variables = [v for v, g in zip(trunk_variables, grads) if g is not None]
+      model = FinetuneNet(trunk_owner, head_model, trunk_variables, trunk_losses,
+                          trunk_lr_multiplier)
     optimizer = optimizer_lib.make_optimizer("sgd", schedule, momentum)
     train_metrics = dict(accuracy=keras.metrics.SparseCategoricalAccuracy())
     top1 = keras.metrics.SparseTopKCategoricalAccuracy(k=1)
     top5 = keras.metrics.SparseTopKCategoricalAccuracy(
         k=min(5, dataset.num_classes))
-  optimizer_lib.build(optimizer, head_model.trainable_variables, strategy)
+  optimizer_lib.build(optimizer, model.trainable_variables, strategy)
 
   # --- what one step does ------------------------------------------------------
-  def head_inputs(batch):
-    return features_of(batch["image"]) if inputs == "images" else batch["image"]
+  def head_inputs(batch, training=False):
+    return (features_of(batch["image"], training) if inputs == "images"
+            else batch["image"])
 
   def loss_fn(batch):
-    logits = head_model(head_inputs(batch), training=True)
+    logits = head_model(head_inputs(batch, training=True), training=True)
     per_example = keras.losses.sparse_categorical_crossentropy(
         batch["label"], logits, from_logits=True)
     return per_example, {"labels": batch["label"], "logits": logits}
@@ -246,7 +339,7 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
 
   writer = tf.summary.create_file_writer(os.path.join(eval_dir, "summaries"))
   loop = loop_lib.Loop(
-      strategy=strategy, model=head_model, optimizer=optimizer,
+      strategy=strategy, model=model, optimizer=optimizer,
       loss_fn=loss_fn, dataset_fn=dataset_fn, total_steps=total_steps,
       global_batch_size=batch_size, metrics=train_metrics,
       update_metrics=update_metrics, schedule=lambda s: schedule(s - 1),

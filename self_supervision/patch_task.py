@@ -191,13 +191,15 @@ def combine_patches(x: tf.Tensor, mode: str) -> tf.Tensor:
 
 
 def patch_representation(trunk: keras.Model, patches: tf.Tensor,
-                         mode: str = "average") -> Dict[str, tf.Tensor]:
+                         mode: str = "average", training: bool = False
+                         ) -> Dict[str, tf.Tensor]:
   """Every end point of `trunk` for [B, 9, h, w, 3] patches, combined per image.
 
   Returns an OrderedDict name -> [B, ...] (see `combine_patches`); spatial
   end points stay spatial: pooling to about 9000 features is the evaluator's.
+  training: batch norm in training mode (the finetune protocol).
   """
-  _, end_points = trunk(fold_patches(patches), training=False)
+  _, end_points = trunk(fold_patches(patches), training=training)
   return collections.OrderedDict(
       (name, combine_patches(unfold(value), mode))
       for name, value in end_points.items())
@@ -259,14 +261,14 @@ class PatchTask(task_lib.Task):
     """The per-patch trunk of a PatchNetwork; a bare trunk is returned as is."""
     return model.trunk if isinstance(model, PatchNetwork) else model
 
-  def representation(self, model, images):
+  def representation(self, model, images, training: bool = False):
     """[B, 9, h, w, 3] patches -> OrderedDict of [B, ...] end points.
 
     Every trunk end point, averaged (default) or concatenated over the 9
     patches (gin: `<task>.patch_representation`).
     """
     return patch_representation(self.trunk(model), images,
-                                self.patch_representation_mode)
+                                self.patch_representation_mode, training)
 
   def embed(self, model, images: tf.Tensor, training: bool) -> tf.Tensor:
     """[B, 9, h, w, 3] patches -> embeddings [B, 9, D], one trunk call."""

@@ -236,12 +236,16 @@ class Task(abc.ABC):
     """
     return model
 
-  def representation(self, model: keras.Model, images: tf.Tensor):
-    """End points of the frozen trunk for preprocessed `images` [B,H,W,3].
+  def representation(self, model: keras.Model, images: tf.Tensor,
+                     training: bool = False):
+    """End points of the trunk for preprocessed `images` [B,H,W,3].
+
+    training: batch norm in training mode (the finetune protocol); False, the
+    frozen trunk, everywhere else.
 
     Returns an ordered dict name -> tensor with leading batch dimension B.
     """
-    _, end_points = model(images, training=False)
+    _, end_points = model(images, training=training)
     return end_points
 
 

@@ -85,8 +85,8 @@ class PixelTask:
     del mode
     return self.pp
 
-  def representation(self, model, images):
-    del model
+  def representation(self, model, images, training=False):
+    del model, training
     return collections.OrderedDict(
         pixels=tf.reshape(images[..., 0], [tf.shape(images)[0], -1]),
         image=images)

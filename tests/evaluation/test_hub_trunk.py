@@ -200,3 +200,32 @@ def test_bad_uses_name_the_fix(image_run, tmp_path):
     hub_trunk.HubTrunk(copy)
   assert hub_trunk.HubTrunk(copy, preprocess="decode|resize(8)").preprocess(
       task_lib.REPRESENTATION) == "decode|resize(8)"
+
+
+def test_a_module_is_fine_tuned_through_its_trainable_variables(image_run, tmp_path):
+  from evaluation import sgd_eval  # pylint: disable=g-import-not-at-top
+  trunk = trunks.from_hub(image_run["paths"][-1])
+  frozen = [v.numpy() for v in trunk.task.module.trainable_variables]
+  assert frozen
+  copies = []
+  real_copy = sgd_eval.trainable_copy
+
+  def keep_copy(*args):
+    out = real_copy(*args)
+    copies.append(out[2])
+    return out
+  sgd_eval.trainable_copy = keep_copy
+  try:
+    entry = sgd_eval.evaluate(
+        trunk, image_run["dataset"], str(tmp_path), finetune=True, batch_size=6,
+        base_batch_size=6, first_decay_epochs=1, second_decay_after=0,
+        tail_epochs=1, eval_split="test", eval_batch_size=5,
+        log=lambda _: None)[0]
+  finally:
+    sgd_eval.trainable_copy = real_copy
+  assert entry["protocol"] == "finetune" and 0.0 <= entry["top1"] <= 100.0
+  # The module loaded for the evaluation trained; the evaluated one did not.
+  tuned = [v.numpy() for v in copies[0].trainable_variables]
+  assert any(not np.array_equal(a, b) for a, b in zip(tuned, frozen))
+  for v, before in zip(trunk.task.module.trainable_variables, frozen):
+    np.testing.assert_array_equal(v.numpy(), before)
