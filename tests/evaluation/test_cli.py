@@ -112,4 +112,4 @@ def test_unknown_protocol_names_the_known_ones(tmp_path):
   assert proc.returncode != 0
   assert "Unknown evaluation protocol" in proc.stderr
   assert "linear_lbfgs" in proc.stderr and "mlp_sgd_features" in proc.stderr
-  assert ", knn." in proc.stderr
+  assert ", knn, finetune." in proc.stderr
