@@ -68,10 +68,17 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
              batch_size: int = 256, pooling: str = "adaptive_max",
              fraction: float = 1.0, subset_seed: int = 0,
              max_in_memory_gb: float = 4.0, chunk_rows: Optional[int] = None,
-             standardize: bool = True,
+             standardize: bool = True, holdout_fraction: float = 0.0,
              cache: Optional[feature_cache.FeatureCache] = None,
              strategy=None, log: Callable[[str], None] = print) -> List[Dict]:
   """Runs the protocol for each layer of `trunk` (a `trunks.Trunk`).
+
+  holdout_fraction: 0 (SPEC's Table 1 protocol) chooses the L2 on `val_split`,
+  which that protocol also scores. > 0 chooses it on this class-balanced
+  fraction of `train_split`, held out from the grid's fits, then refits the
+  chosen L2 on all of `train_split` (plus `val_split` with the refit): no
+  hyperparameter is then chosen on the scored split; `selected_on` says
+  which rows chose it.
 
   fraction: the low-data regime: a class-balanced fraction (subset chosen by
   `subset_seed`) of every labelled split the model is fitted on, `train_split`
@@ -90,6 +97,9 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
   extract_time_s (all layers), fit_time_s}; top-1/top-5 in percent.
   """
   fraction = low_data.check_fraction(fraction)
+  if not 0.0 <= holdout_fraction < 1.0:
+    raise ValueError(f"linear_eval.holdout_fraction = {holdout_fraction}: use 0 (L2 "
+                     f"chosen on val_split) or a fraction in (0, 1) of train_split.")
   l2_grid = sorted(l2_grid or lr.DEFAULT_L2_GRID, reverse=True)
   t0 = time.time()
   split_features = feature_cache.read_splits(
@@ -119,13 +129,28 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
         (split_features[s][0][layer], split_features[s][1])
         for s in (train_split, val_split, eval_split)]
     train_x, train_y = fitted_rows(train_split, train_x, train_y)
-    search = lr.grid_search(feats(train_x), train_y, feats(val_x), val_y,
+    selected_on = val_split
+    if holdout_fraction > 0:
+      # The grid is ranked on held-out train rows (loaded into memory), then
+      # the chosen L2 is refit on every train row below.
+      held = low_data.balanced_subset(train_y, holdout_fraction, subset_seed + 1)
+      kept = np.setdiff1d(np.arange(len(train_y)), held)
+      select_x, select_y = np.asarray(train_x[held], np.float32), train_y[held]
+      search_x, search_y = np.asarray(train_x[kept], np.float32), train_y[kept]
+      selected_on = f"{train_split} (held-out {100 * holdout_fraction:g}%)"
+    else:
+      select_x, select_y, search_x, search_y = val_x, val_y, train_x, train_y
+    search = lr.grid_search(feats(search_x), search_y, feats(select_x), select_y,
                             dataset.num_classes, l2_grid=l2_grid,
                             max_iter=max_iter, tol=tol, search_tol=search_tol,
                             standardize=standardize,
                             log=lambda m: log("  " + m))
     best_l2 = search["best_l2"]
     final = search["model"]
+    if holdout_fraction > 0 and not refit_on_train_and_val:
+      final = lr.fit(feats(train_x), train_y, dataset.num_classes, l2=best_l2,
+                     max_iter=max_iter, tol=tol, standardize=standardize,
+                     init=search["model"])
     fit_split = train_split
     labels_used = len(train_y)
     if refit_on_train_and_val:
@@ -141,14 +166,15 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
     top5 = 100.0 * lr.accuracy(final, eval_feats, eval_y,
                                k=min(5, dataset.num_classes))
     log(f"  {PROTOCOL} [{trunk.name}] {layer}: {eval_split} top-1 {top1:.2f}% "
-        f"top-5 {top5:.2f}% (l2={best_l2:g}, chosen on {val_split})")
+        f"top-5 {top5:.2f}% (l2={best_l2:g}, chosen on {selected_on})")
     entries.append(dict(
         protocol=PROTOCOL, trunk=trunk.name, layer=layer, pooling=pooling,
-        train_split=fit_split, selected_on=val_split, eval_split=eval_split,
+        train_split=fit_split, selected_on=selected_on, eval_split=eval_split,
         fraction=fraction,
         top1=top1, top5=top5,
         hyperparameters=dict(
-            l2=best_l2, l2_grid=list(l2_grid), selected_on=val_split,
+            l2=best_l2, l2_grid=list(l2_grid), selected_on=selected_on,
+            holdout_fraction=holdout_fraction,
             val_top1_by_l2={f"{k:g}": 100.0 * v
                             for k, v in search["val_top1_by_l2"].items()},
             max_iter=max_iter, tol=tol, search_tol=search_tol,

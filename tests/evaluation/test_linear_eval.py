@@ -87,3 +87,20 @@ def test_row_concat_reads_across_parts():
   np.testing.assert_array_equal(both[0:6], np.concatenate([a, b]))
   with pytest.raises(ValueError, match="widths"):
     linear_eval.RowConcat([a, np.zeros([2, 4])])
+
+
+def test_holdout_selection_never_looks_at_the_scored_split(dataset):
+  entry = linear_eval.evaluate(_trunk(), dataset, eval_split="val",
+                               refit_on_train_and_val=False, holdout_fraction=0.1,
+                               **SETTINGS)[0]
+  assert entry["selected_on"] == "train (held-out 10%)"
+  assert entry["eval_split"] == "val" and entry["train_split"] == "train"
+  hyper = entry["hyperparameters"]
+  assert hyper["holdout_fraction"] == 0.1
+  # The grid was ranked on the 12 held-out train rows (val has 30), and the
+  # chosen L2 refit on all 120.
+  for value in hyper["val_top1_by_l2"].values():
+    assert value * 12 / 100 == pytest.approx(round(value * 12 / 100))
+  assert hyper["train_examples"] == 120
+  with pytest.raises(ValueError, match="linear_eval.holdout_fraction = 1.0"):
+    linear_eval.evaluate(_trunk(), dataset, holdout_fraction=1.0, **SETTINGS)
