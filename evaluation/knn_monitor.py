@@ -17,7 +17,6 @@ import time
 from typing import Callable, Dict, Optional
 
 import gin
-import numpy as np
 
 from evaluation import knn
 from evaluation import representations

@@ -36,3 +36,21 @@ def clean_gin():
   gin.clear_config()
   yield
   gin.clear_config()
+
+
+# A thin ResNet50 v2 rotation model on tiny images: the trainer's and the
+# evaluation loops' tests.
+TINY_ROTATION_GIN = (
+    "rotation.pp_train = 'decode|resize(16)|value_range(-1, 1)|rotate'\n"
+    "rotation.pp_representation = 'decode|resize(18)|central_crop(16)|"
+    "value_range(-1, 1)'\n"
+    "get_model.name = 'resnet50_v2'\n"
+    "get_model.width = 1\n")
+
+
+@pytest.fixture
+def tiny_rotation_gin(clean_gin):
+  """clean_gin with TINY_ROTATION_GIN parsed."""
+  del clean_gin
+  gin.parse_config(TINY_ROTATION_GIN)
+  yield

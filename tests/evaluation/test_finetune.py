@@ -1,9 +1,7 @@
 """The finetune protocol: a copy of the trunk trains with its own learning rate
 and batch norm in training mode; the evaluated trunk stays as it was."""
-import gin
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import fake_data
 from evaluation import protocols
@@ -11,19 +9,7 @@ from evaluation import sgd_eval
 from evaluation import trunks
 from self_supervision import task as task_lib
 
-PP = ("rotation.pp_train = 'decode|resize(16)|value_range(-1, 1)|rotate'\n"
-      "rotation.pp_representation = 'decode|resize(18)|central_crop(16)|value_range(-1, 1)'\n"
-      "get_model.name = 'resnet50_v2'\n"
-      "get_model.width = 1\n")
-
-
-@pytest.fixture(autouse=True)
-def _gin():
-  task_lib.task_names()
-  gin.clear_config()
-  gin.parse_config(PP)
-  yield
-  gin.clear_config()
+pytestmark = pytest.mark.usefixtures("tiny_rotation_gin")
 
 
 @pytest.fixture(scope="module")

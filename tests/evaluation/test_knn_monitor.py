@@ -14,19 +14,7 @@ from evaluation import representations
 from self_supervision import task as task_lib
 from self_supervision import trainer as trainer_lib
 
-PP = ("rotation.pp_train = 'decode|resize(16)|value_range(-1, 1)|rotate'\n"
-      "rotation.pp_representation = 'decode|resize(16)|value_range(-1, 1)'\n"
-      "get_model.name = 'resnet50_v2'\n"
-      "get_model.width = 1\n")
-
-
-@pytest.fixture(autouse=True)
-def _gin():
-  task_lib.task_names()
-  gin.clear_config()
-  gin.parse_config(PP)
-  yield
-  gin.clear_config()
+pytestmark = pytest.mark.usefixtures("tiny_rotation_gin")
 
 
 def _train(workdir, every_loops):
