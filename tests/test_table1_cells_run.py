@@ -102,10 +102,12 @@ def test_a_cell_is_also_scored_on_a_transfer_dataset_that_is_present(
     image_root, tmp_path):
   other = _image_folder(tmp_path / "places_like", ("p", "q", "r", "s"), 1)
   workdir = str(tmp_path / "run")
+  # Alternatives: Places205 is not here, so the image folder is used.
   bindings = _small(image_root, "rotation") + [
-      f"experiment.transfer_datasets = ['image_folder:{other}']"]
+      f"experiment.transfer_datasets = ['places205|image_folder:{other}']"]
   config = "configs/rotation/imagenet_revnet50_k4.gin"
-  _train_and_eval(config, workdir, bindings, str(tmp_path / "tfds"))
+  first = _train_and_eval(config, workdir, bindings, str(tmp_path / "tfds"))
+  assert "Transfer dataset places205 skipped: its data is not here" in first
   with open(os.path.join(workdir, "results.json")) as f:
     entries = json.load(f)["evaluations"]
   assert [(e["dataset"], e["eval_split"], e["hyperparameters"]["train_examples"])
