@@ -6,6 +6,7 @@ r"""Trains a self-supervised model and evaluates its representation.
 Running it again on the same workdir resumes from the latest checkpoint; a
 finished run is not retrained and finished evaluations are not redone.
 """
+import contextlib
 import datetime
 import os
 import platform
@@ -162,6 +163,8 @@ def _write_run_json(workdir, settings, strategy, started, finished=None,
       old = json.load(f)
   except (OSError, ValueError):
     old = {}
+  if not strategy_lib.is_chief():
+    return  # the chief records the run
   invocations = old.get("invocations") or (
       [dict(command=old["command"], git_commit=old.get("git_commit"),
             start_time=old.get("start_time"), end_time=old.get("end_time"))]
@@ -191,6 +194,12 @@ def _write_run_json(workdir, settings, strategy, started, finished=None,
   os.replace(path + ".tmp", path)
 
 
+def _write_operative_config(workdir):
+  if strategy_lib.is_chief():
+    with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
+      f.write(gin.operative_config_str())
+
+
 def _now():
   return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -215,10 +224,15 @@ def run(workdir, mode, strategy, data_dir=None, manual_dir=None,
   """One run: train (resumable), pretext eval, linear eval; writes the workdir.
 
   One process per workdir (`training/workdir_lock.py`): a second refuses.
+  Under several workers the chief holds the lock and writes every file;
+  the others compute in lockstep and write nothing there but checkpoints
+  into temporary directories they remove (training/strategy.is_chief).
   """
   os.makedirs(workdir, exist_ok=True)
   settings = experiment_settings()
-  with workdir_lock.Lock(workdir):
+  lock = (workdir_lock.Lock(workdir) if strategy_lib.is_chief()
+          else contextlib.nullcontext())
+  with lock:
     return _run(workdir, mode, strategy, settings, data_dir, manual_dir,
                 overwrite_config)
 
@@ -261,8 +275,11 @@ def _run_stages(workdir, mode, strategy, settings, data_dir, manual_dir, started
         protocols, [dataset], task.end_point_names(trainer.model, dataset))
   if mode in ("train", "train_and_eval"):
     step = trainer.train()
-    # gin: hub_export.enabled / hub_export.every_checkpoint.
-    export_lib.export_run(task, workdir, step, info=dict(dataset=dataset.name))
+    if strategy_lib.is_chief():
+      # gin: hub_export.enabled / hub_export.every_checkpoint. Built from
+      # the checkpoint outside the strategy: no other worker takes part.
+      export_lib.export_run(task, workdir, step,
+                            info=dict(dataset=dataset.name))
   else:
     step = trainer.restore()
     if not trainer.manager.latest_checkpoint:
@@ -276,8 +293,7 @@ def _run_stages(workdir, mode, strategy, settings, data_dir, manual_dir, started
       architecture=identity["architecture"], width=identity["width"],
       last_relu=identity["last_relu"],
       seed=settings["seed"], steps=step, total_steps=trainer.total_steps))
-  with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
-    f.write(gin.operative_config_str())
+  _write_operative_config(workdir)
 
   if mode in ("eval", "train_and_eval"):
     if results.get("pretext", {}).get("step") != step:
@@ -292,8 +308,7 @@ def _run_stages(workdir, mode, strategy, settings, data_dir, manual_dir, started
       evaluate_trunks(task, datasets, trainer, step, settings, workdir, strategy,
                       protocols)
     results = results_lib.load(workdir)
-  with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
-    f.write(gin.operative_config_str())
+  _write_operative_config(workdir)
   _write_run_json(workdir, settings, strategy, started, _now(), status="done")
   _print_summary(results)
   return results

@@ -91,9 +91,9 @@ def _add_rng(seed: int, pipeline_id: int):
   return add
 
 
-def _drop_private(features):
+def _drop_private(features, keep=()):
   return {k: v for k, v in features.items()
-          if not k.startswith("_") and k not in ("index", "path")}
+          if k in keep or (not k.startswith("_") and k not in ("index", "path"))}
 
 
 def make_dataset(dataset, split: str, pp: str, batch_size: int, *,
@@ -151,8 +151,9 @@ def make_eval_batches(dataset, split: str, pp: str, batch_size: int, *,
   the device, on images sent as uint8.
 
   Returns:
-    (tf.data.Dataset of dicts {'image', 'label'} with a leading batch dim,
-     which may also carry the pipeline's private keys ('index', ...);
+    (tf.data.Dataset of dicts {'image', 'label', 'index'} with a leading
+     batch dim ('index': each example's position in the split), which may
+     also carry the pipeline's other private keys;
      finish: a BatchOps, fn(batch dict) -> batch dict {'image', 'label'},
      traceable, drawing no random seed; where no op can run per batch it only
      drops the private keys).
@@ -235,13 +236,18 @@ def _build(dataset, split, pp, batch_size, *, training, seed, start, input_conte
   batch_from = (_batched_suffix_start(ds.element_spec[1], ops)
                 if batch_preprocessing else None)
   per_example = ops if batch_from is None else ops[:batch_from]
+  # A deferred (evaluation) pass keeps each example's 'index' to the
+  # consumer, which restores the split's order from it after gathering the
+  # replicas' rows (training/loop.distribute_eval_batches).
+  keep = ("index",) if defer else ()
   if per_example:
     ds = ds.map(_add_rng(seed, pipeline_id))
     pp_fn = preprocess_registry.compose(per_example)
-    ds = ds.map(lambda f: _drop_private(pp_fn(f)), num_parallel_calls=AUTOTUNE)
+    ds = ds.map(lambda f: _drop_private(pp_fn(f), keep),
+                num_parallel_calls=AUTOTUNE)
   else:
     ds = ds.map(lambda position, f: f if batch_from is not None
-                else _drop_private(f))
+                else _drop_private(f, keep))
   ds = ds.batch(batch_size, drop_remainder=training)
   deferred = BatchOps(pp, ops, len(ops)) if defer else None
   if batch_from is not None:
@@ -249,31 +255,6 @@ def _build(dataset, split, pp, batch_size, *, training, seed, start, input_conte
     if batch_map is not None:
       ds = ds.map(batch_map, num_parallel_calls=AUTOTUNE)
   return ds.prefetch(AUTOTUNE), deferred
-
-
-def pad_batches(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-  """Batches {'image', 'label', ...} padded with zero rows to `batch_size`.
-
-  Keeps 'image' and 'label' and adds 'valid', int32 [batch_size], 1 for the
-  real rows (a prefix) and 0 for the padding. For one-pass evaluation under
-  several replicas: a last batch with fewer rows than replicas leaves some
-  replica an empty batch, and TF 2.21's CPU Conv2D returns a tensor of its
-  input's shape for an empty batch, which fails the next layer. It also gives
-  every batch one static shape, so a compiled consumer traces once.
-  """
-  def pad(batch):
-    n = tf.shape(batch["label"])[0]
-
-    def pad_rows(x):
-      x = tf.pad(x, [[0, batch_size - n]] + [[0, 0]] * (x.shape.rank - 1))
-      return tf.ensure_shape(x, [batch_size] + x.shape[1:].as_list())
-
-    # Integer, not bool: strategy.gather refuses bool tensors.
-    valid = tf.cast(tf.range(batch_size) < n, tf.int32)
-    return {"image": pad_rows(batch["image"]),
-            "label": pad_rows(batch["label"]), "valid": valid}
-
-  return ds.map(pad)
 
 
 def _batched_suffix_start(element_spec, ops) -> Optional[int]:

@@ -28,9 +28,11 @@ import tempfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import tensorflow as tf
 
 from evaluation import representations
 from self_supervision import task as task_lib
+from training import strategy as strategy_lib
 
 FORMAT_VERSION = 1
 DTYPES = ("float32", "float16")
@@ -150,6 +152,9 @@ class FeatureCache:
       self._extractor = memo
     extractor = memo[3]
     n = keys[0]["num_examples"]
+    if not strategy_lib.is_chief():
+      return self._extract_as_worker(extractor, dataset, split, layers, keys,
+                                     batch_size, strategy, log)
     os.makedirs(self.root, exist_ok=True)
     tmp_dirs = [tempfile.mkdtemp(prefix=".tmp-", dir=self.root) for _ in layers]
     writers = [None] * len(layers)
@@ -182,6 +187,8 @@ class FeatureCache:
         if hit is None:
           raise RuntimeError(f"Feature cache entry {final} did not read back.")
         out[layer] = hit[0]
+      # The other workers read these entries next (_extract_as_worker).
+      strategy_lib.barrier(strategy or tf.distribute.get_strategy())
       return out, labels
     finally:
       for w in writers:
@@ -189,6 +196,26 @@ class FeatureCache:
           w.abort()
       for tmp in tmp_dirs:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+  def _extract_as_worker(self, extractor, dataset, split, layers, keys,
+                         batch_size, strategy, log):
+    """A non-chief worker's share of an extraction: its shard of every batch
+    runs here (the chief gathers them all and writes the entries); then it
+    reads the chief's entries."""
+    for _ in extractor.batches(dataset, split, batch_size=batch_size, log=log):
+      pass
+    strategy_lib.barrier(strategy or tf.distribute.get_strategy())
+    out, labels = {}, None
+    for layer, key in zip(layers, keys):
+      hit = self.load(key)
+      if hit is None:
+        raise RuntimeError(
+            f"The chief wrote the feature cache entry {self.path(key)}, but "
+            f"this worker cannot read it: put the workdir on a filesystem "
+            f"every worker shares (NFS, GCS).")
+      out[layer], labels = hit
+    return out, labels
 
 
 class _RowWriter:

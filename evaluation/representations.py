@@ -15,7 +15,9 @@ import tensorflow as tf
 from datasets import input_pipeline
 from evaluation import pooling as pooling_lib
 from self_supervision import task as task_lib
+from training import loop as loop_lib
 from training import precision as precision_lib
+from training import strategy as strategy_lib
 
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
@@ -145,10 +147,11 @@ class Extractor:
   def _features(self, batch, finish):
     out = self.strategy.run(lambda images: self._replica_fn(images, finish),
                             args=({"image": batch["image"]},))
-    # Batches were split between replicas in order, so gathering restores it.
-    return ([self.strategy.gather(o, axis=0) for o in out],
-            self.strategy.gather(batch["label"], axis=0),
-            self.strategy.gather(batch["valid"], axis=0))
+    # Every worker gets every replica's rows: the chief writes them all.
+    gather = lambda x: self.strategy.gather(x, axis=0)  # noqa: E731
+    return ([gather(o) for o in out], gather(batch["label"]),
+            gather(batch["valid"]),
+            gather(batch["index"]) if "index" in batch else None)
 
   def batches(self, dataset, split: str, *, batch_size: int = 256,
               log: Callable[[str], None] = print
@@ -159,11 +162,9 @@ class Extractor:
     of examples than the dataset promises (a truncated or corrupt split).
     The first call of a low-precision extractor builds the twin on `dataset`.
     """
+    # Rounded up to whole rows per replica: padding fills the difference.
     replicas = self.strategy.num_replicas_in_sync
-    if batch_size < replicas:
-      raise ValueError(f"Extraction batch size {batch_size} is smaller than "
-                       f"the {replicas} replicas; use a batch size of at "
-                       f"least {replicas} (e.g. linear_eval.batch_size).")
+    batch_size = -(-batch_size // replicas) * replicas
     if self._twin_pending:
       log(f"  extracting in {self.compute_dtype} (a twin of the trunk with "
           f"its weights)")
@@ -171,21 +172,45 @@ class Extractor:
                                      self.compute_dtype, self.strategy)
       self._twin_pending = False
     pp = self.task.preprocess(task_lib.REPRESENTATION)
-    ds, finish = input_pipeline.make_eval_batches(dataset, split, pp,
-                                                  batch_size)
-    finish = self._batch_ops.setdefault(finish, finish)
-    # One static shape (one trace of the trunk) and no replica left without
-    # rows by a short last batch; see input_pipeline.pad_batches.
-    ds = input_pipeline.pad_batches(ds, batch_size)
+    finishes = []
+
+    def make_batches(ctx, per_replica):
+      ds, finish = input_pipeline.make_eval_batches(
+          dataset, split, pp, per_replica, input_context=ctx)
+      finishes.append(finish)
+      return ds
+
     total = dataset.num_examples(split)
-    done = 0
+    # Each worker reads its own shard; batches padded to one static shape
+    # (one trace of the trunk), none left empty by a short last batch.
+    batches = loop_lib.distribute_eval_batches(
+        self.strategy, make_batches, total, batch_size,
+        binding="the extraction batch size")
+    finish = self._batch_ops.setdefault(finishes[0], finishes[0])
+    done, last_index = 0, -1
     t0 = last_log = time.time()
-    for batch in self.strategy.experimental_distribute_dataset(ds):
-      feats, lab, valid = self._fn(batch, finish)
-      n = int(np.count_nonzero(valid.numpy()))  # the padding is at the end
-      labels = lab.numpy()[:n].astype(np.int64)
-      done += n
-      yield [f.numpy()[:n] for f in feats], labels
+    for batch in batches:
+      feats, lab, valid, index = self._fn(batch, finish)
+      rows = np.flatnonzero(valid.numpy())
+      if index is not None:
+        # Rows come grouped by replica; the split's order is their index's.
+        index = index.numpy()[rows]
+        rows = rows[np.argsort(index, kind="stable")]
+        index = np.sort(index)
+        if len(index) and (index[0] <= last_index
+                           or np.any(np.diff(index) <= 0)):
+          raise RuntimeError(
+              f"The batches of {split} do not come in the split's order "
+              f"(example indices {index[:8].tolist()}... after {last_index}): "
+              f"each input pipeline must take every n-th example.")
+        last_index = index[-1] if len(index) else last_index
+      elif strategy_lib.num_workers(self.strategy) > 1:
+        raise ValueError(
+            f"{dataset.name} gives its examples no 'index', which several "
+            f"workers need to put their features back in order.")
+      labels = lab.numpy()[rows].astype(np.int64)
+      done += len(rows)
+      yield [f.numpy()[rows] for f in feats], labels
       if time.time() - last_log > 20:
         log(f"  features of {split}: {done}/{total} images "
             f"({done / (time.time() - t0):.0f} img/s)")

@@ -8,6 +8,8 @@ import json
 import os
 from typing import Dict, List
 
+from training import strategy as strategy_lib
+
 _ENTRY_KEY = ("protocol", "trunk", "dataset", "layer", "pooling", "train_split",
               "eval_split", "fraction", "seed")
 # Entries written before they named their seed were made with seed 0.
@@ -67,6 +69,8 @@ def update(workdir: str, *, run: Dict = None, pretext: Dict = None,
     for e in label_free:
       measures[key(e)] = e
     results["label_free"] = list(measures.values())
+  if not strategy_lib.is_chief():
+    return results  # the chief writes the same document
   path = os.path.join(workdir, "results.json")
   tmp = path + ".tmp"
   with open(tmp, "w") as f:

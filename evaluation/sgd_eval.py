@@ -37,6 +37,7 @@ from self_supervision import task as task_lib
 from training import loop as loop_lib
 from training import optimizer as optimizer_lib
 from training import schedule as schedule_lib
+from training import strategy as strategy_lib
 
 HEADS = ("linear", "mlp")
 INPUTS = ("images", "features")
@@ -156,6 +157,8 @@ def _slug(text: str) -> str:
 
 
 def _write_json(path, doc):
+  if not strategy_lib.is_chief():
+    return
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(doc, f, indent=1)
@@ -337,7 +340,7 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
     return ds.map(lambda _, xy: {"image": xy[0], "label": xy[1]}).batch(
         per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
-  writer = tf.summary.create_file_writer(os.path.join(eval_dir, "summaries"))
+  writer = strategy_lib.summary_writer(os.path.join(eval_dir, "summaries"))
   loop = loop_lib.Loop(
       strategy=strategy, model=model, optimizer=optimizer,
       loss_fn=loss_fn, dataset_fn=dataset_fn, total_steps=total_steps,
@@ -384,14 +387,20 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
   def evaluate_head():
     top1.reset_state()
     top5.reset_state()
-    if inputs == "images":
-      ds = input_pipeline.make_dataset(dataset, eval_split, rep_pp,
-                                       eval_batch_size, training=False)
-    else:
-      ds = tf.data.Dataset.from_tensor_slices(
-          {"image": eval_x, "label": eval_y}).batch(eval_batch_size)
-    # Padded to full batches: a short last one could leave a replica no rows.
-    head_eval.run(input_pipeline.pad_batches(ds, eval_batch_size))
+    def make_batches(ctx, per_replica):
+      if inputs == "images":
+        return input_pipeline.make_dataset(dataset, eval_split, rep_pp,
+                                           per_replica, training=False,
+                                           input_context=ctx)
+      return tf.data.Dataset.from_tensor_slices(
+          {"image": eval_x, "label": eval_y}).shard(
+              ctx.num_input_pipelines, ctx.input_pipeline_id).batch(per_replica)
+    num_eval = (len(eval_y) if inputs != "images"
+                else dataset.num_examples(eval_split))
+    # Whole rows per replica (padding fills the difference; it weighs nothing).
+    replicas = strategy.num_replicas_in_sync
+    head_eval.run(make_batches, num_eval,
+                  -(-eval_batch_size // replicas) * replicas)
     return 100.0 * float(top1.result()), 100.0 * float(top5.result())
 
   # --- driving: one loop call per epoch, then the head's evaluation --------------

@@ -24,6 +24,7 @@ from training import loop as loop_lib
 from training import optimizer as optimizer_lib
 from training import precision as precision_lib
 from training import schedule as schedule_lib
+from training import strategy as strategy_lib
 
 
 @gin.configurable("train", denylist=["task", "dataset", "workdir", "strategy",
@@ -59,6 +60,7 @@ class Trainer:
     per_replica = loop_lib.check_batch(batch_size, strategy, "train.batch_size")
     self.global_batch_size = batch_size
     self.eval_batch_size = eval_batch_size or batch_size
+    loop_lib.check_batch(self.eval_batch_size, strategy, "train.eval_batch_size")
     num_train = dataset.num_examples(train_split)
     self.total_steps = schedule_lib.epochs_to_steps(epochs, num_train, batch_size)
     self.epochs = epochs
@@ -88,7 +90,7 @@ class Trainer:
           seed=seed, start=start, input_context=ctx, cache=cache_dataset,
           shuffle_buffer=shuffle_buffer)
 
-    self.summary_writer = tf.summary.create_file_writer(
+    self.summary_writer = strategy_lib.summary_writer(
         os.path.join(workdir, "summaries"))
     self.loop = loop_lib.Loop(
         strategy=strategy, model=self.model, optimizer=self.optimizer,
@@ -109,8 +111,16 @@ class Trainer:
     self.manager = self.loop.checkpoints
 
     def eval_step(batch):
-      _, outputs = task.compute_loss(self.model, batch, False)
-      task.update_metrics(self.eval_metrics, outputs)
+      # Only the real rows: padding must neither count in the metrics nor,
+      # for exemplar, be mined as a negative. A replica whose rows are all
+      # padding skips the task (an empty batch fails the trunk).
+      rows, n = loop_lib.valid_rows(batch)
+
+      def update():
+        _, outputs = task.compute_loss(self.model, rows, False)
+        task.update_metrics(self.eval_metrics, outputs)
+        return tf.constant(True)
+      tf.cond(n > 0, update, lambda: tf.constant(False))
     self.pretext_eval = loop_lib.EvalLoop(strategy, eval_step)
 
   def restore(self) -> int:
@@ -154,12 +164,17 @@ class Trainer:
 
   def evaluate_pretext(self) -> Dict[str, float]:
     """Pretext metrics on one ordered pass over `eval_split`."""
-    ds = input_pipeline.make_dataset(
-        self.dataset, self.eval_split, self.task.preprocess(task_lib.PRETEXT_EVAL),
-        self.eval_batch_size, training=False, cache=False)
+    pp = self.task.preprocess(task_lib.PRETEXT_EVAL)
+
+    def make_batches(ctx, per_replica):
+      return input_pipeline.make_dataset(
+          self.dataset, self.eval_split, pp, per_replica, training=False,
+          cache=False, input_context=ctx)
     for m in self.eval_metrics.values():
       m.reset_state()
-    self.pretext_eval.run(ds)
+    self.pretext_eval.run(make_batches,
+                          self.dataset.num_examples(self.eval_split),
+                          self.eval_batch_size)
     results = {k: float(m.result()) for k, m in self.eval_metrics.items()}
     with self.summary_writer.as_default(step=self.step):
       for k, v in results.items():

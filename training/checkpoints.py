@@ -13,6 +13,8 @@ from typing import Callable, Dict, Optional
 
 import tensorflow as tf
 
+from training import strategy as strategy_lib
+
 PREFIX = "ckpt"
 _STEP = re.compile(rf"{PREFIX}-(\d+)")
 
@@ -104,7 +106,11 @@ class Manager:
 
   def __init__(self, ckpt_dir: str, step_counter: tf.Variable, *,
                max_to_keep: int = 3,
-               keep_checkpoint_every_hours: Optional[float] = None, **objects):
+               keep_checkpoint_every_hours: Optional[float] = None,
+               strategy: Optional[tf.distribute.Strategy] = None, **objects):
+    # Under several workers a save ends with a barrier, so that no worker
+    # reads `latest_checkpoint` before the chief has written it.
+    self.strategy = strategy
     self.checkpoint = tf.train.Checkpoint(**objects)
     self._manager_args = dict(
         directory=ckpt_dir, max_to_keep=max_to_keep,
@@ -115,6 +121,10 @@ class Manager:
 
   @property
   def latest_checkpoint(self) -> Optional[str]:
+    if not strategy_lib.is_chief():
+      # This worker's manager never saves into ckpt_dir: the chief's state
+      # file on disk says what is there.
+      return latest(self._manager_args["directory"])
     return self._manager.latest_checkpoint
 
   def restore_latest(self, log: Callable[[str], None] = print) -> Optional[str]:
@@ -133,6 +143,9 @@ class Manager:
       except Exception as e:  # pylint: disable=broad-except
         if readable(prefix):
           raise
+        if not strategy_lib.is_chief():
+          # The chief moves it aside; this worker reads the one before too.
+          continue
         aside = os.path.join(ckpt_dir, "damaged")
         os.makedirs(aside, exist_ok=True)
         for path in glob.glob(prefix + ".*"):
@@ -165,7 +178,13 @@ class Manager:
         directory first, removed at the next start).
     """
     try:
-      return self._manager.save(checkpoint_number=step)
+      if strategy_lib.is_chief():
+        prefix = self._manager.save(checkpoint_number=step)
+      else:
+        prefix = self._save_as_worker(step)
+      if self.strategy is not None:
+        strategy_lib.barrier(self.strategy)
+      return prefix
     except (tf.errors.OpError, OSError) as e:
       first_line = (str(e).strip().splitlines() or [""])[0][:200]
       raise OSError(
@@ -174,3 +193,17 @@ class Manager:
           f"read-only? The previous checkpoint "
           f"({self._manager.latest_checkpoint or 'none yet'}) is intact; free "
           f"space and rerun the same command.") from e
+
+  def _save_as_worker(self, step: int) -> str:
+    """A non-chief worker's save: into its scratch directory, then deleted.
+
+    Every worker takes part in a save (MultiWorkerMirroredStrategy's rule);
+    only the chief's lands in `ckpt_dir`. Returns the chief's prefix.
+    """
+    ckpt_dir = self._manager_args["directory"]
+    scratch = strategy_lib.worker_scratch(ckpt_dir)
+    try:
+      self.checkpoint.write(os.path.join(scratch, f"{PREFIX}-{step}"))
+    finally:
+      shutil.rmtree(scratch, ignore_errors=True)
+    return os.path.join(ckpt_dir, f"{PREFIX}-{step}")

@@ -31,6 +31,7 @@ import tensorflow as tf
 from training import checkpoints as checkpoints_lib
 from training import precision
 from training import preemption
+from training import strategy as strategy_lib
 
 def start_position(step: int, global_batch_size: int,
                    input_context: tf.distribute.InputContext) -> int:
@@ -134,7 +135,7 @@ class Loop:
     self.checkpoints = checkpoints_lib.Manager(
         ckpt_dir, optimizer.iterations, max_to_keep=max_to_keep,
         keep_checkpoint_every_hours=keep_checkpoint_every_hours,
-        model=model, optimizer=optimizer)
+        strategy=strategy, model=model, optimizer=optimizer)
     self._iterator = None
     self._last_save = time.time()
     self._rate_start = None  # (time, step) after the first, tracing, loop
@@ -220,13 +221,18 @@ class Loop:
       steps_run += n
       for m in self.metrics.values():
         m.reset_state()
-      if preemption.requested():
+      # Every worker must make the same choice: a save or a stop is a
+      # collective (training/strategy.agree).
+      stop, save_now = strategy_lib.agree(
+          self.strategy, preemption.requested(),
+          self.checkpoint_secs is not None
+          and time.time() - self._last_save >= self.checkpoint_secs)
+      if stop:
         path = self.save()
         raise preemption.Preempted(
             f"{self.prefix}SIGTERM received; saved {path} at step {step}. Rerun "
             f"the same command to resume from it.")
-      if (self.checkpoint_secs is not None
-          and time.time() - self._last_save >= self.checkpoint_secs):
+      if save_now:
         self.save()
     return {k: v / steps_run for k, v in sums.items()}
 
@@ -278,11 +284,83 @@ class Loop:
 
 
 
-class EvalLoop:
-  """One ordered pass of `replica_fn(batch)` over a dataset, on every replica.
+def pad_batches(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+  """Batches of dicts padded with zero rows to `batch_size`, plus 'valid'.
 
-  `replica_fn` updates metrics (created under the strategy's scope); the
-  per-batch function is compiled once and reused by every pass.
+  Every field is padded along its first (batch) dimension; 'valid' is int32
+  [batch_size], 1 for the real rows (a prefix) and 0 for the padding.
+  Integer, not bool: strategy.gather refuses bool tensors. Why pad: a batch
+  with fewer rows than replicas leaves some replica an empty batch, and TF
+  2.21's CPU Conv2D returns a tensor of its input's shape for an empty
+  batch, which fails the next layer; and one static shape means a compiled
+  consumer traces once.
+  """
+  def pad(batch):
+    n = tf.shape(batch["label"])[0]
+
+    def pad_rows(x):
+      x = tf.pad(x, [[0, batch_size - n]] + [[0, 0]] * (x.shape.rank - 1))
+      return tf.ensure_shape(x, [batch_size] + x.shape[1:].as_list())
+
+    out = {k: pad_rows(v) for k, v in batch.items()}
+    out["valid"] = tf.cast(tf.range(batch_size) < n, tf.int32)
+    return out
+
+  return ds.map(pad)
+
+
+def distribute_eval_batches(strategy: tf.distribute.Strategy, make_batches,
+                            num_examples: int, global_batch_size: int,
+                            binding: str = "train.eval_batch_size"):
+  """One ordered evaluation pass, split between the replicas of every worker.
+
+  Args:
+    make_batches: (tf.distribute.InputContext, per_replica_batch) -> this
+      input pipeline's share of the split in batches of dicts (one pass):
+      pipeline i of n takes the examples at positions i, i + n, ... (what
+      `input_context` does to every dataset of datasets/), so each worker
+      reads and preprocesses only its own shard.
+    num_examples: examples in the split.
+    global_batch_size: examples per step, all replicas together; `binding`
+      names it in the error when it does not divide by the replicas.
+
+  Returns:
+    A distributed dataset of per-replica batches padded to the per-replica
+    size with 'valid' int32 [b] (1 for an example, 0 for padding; see
+    `pad_batches`). Every replica gets ceil(num_examples /
+    global_batch_size) batches, the last ones all padding where its shard
+    is shorter: each batch is a collective step, and a replica that stopped
+    early would leave the others waiting. Global batch k holds the examples
+    at positions [k G, (k + 1) G) of the split; within it they are grouped
+    by replica, so a consumer that gathers them restores the split's order
+    by their 'index' (representations.Extractor does).
+  """
+  per_replica = check_batch(global_batch_size, strategy, binding)
+  steps = -(-int(num_examples) // global_batch_size)
+
+  def dataset_fn(ctx):
+    local_replicas = ctx.num_replicas_in_sync // ctx.num_input_pipelines
+    ds = pad_batches(make_batches(ctx, per_replica), per_replica)
+    padding = tf.data.Dataset.from_tensors(
+        {k: tf.zeros(s.shape, s.dtype) for k, s in ds.element_spec.items()})
+    return ds.concatenate(padding.repeat()).take(steps * local_replicas)
+
+  return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def valid_rows(batch: Dict[str, tf.Tensor]) -> Tuple[Dict[str, tf.Tensor],
+                                                     tf.Tensor]:
+  """(the batch without its padding rows, their count); see pad_batches."""
+  n = tf.reduce_sum(batch["valid"])
+  return {k: v[:n] for k, v in batch.items() if k != "valid"}, n
+
+
+class EvalLoop:
+  """One ordered pass of `replica_fn(batch)` over a split, on every replica.
+
+  `replica_fn` updates metrics (created under the strategy's scope) from a
+  per-replica batch padded with 'valid' (see `distribute_eval_batches`);
+  the per-batch function is compiled once and reused by every pass.
   """
 
   def __init__(self, strategy: tf.distribute.Strategy, replica_fn):
@@ -292,7 +370,10 @@ class EvalLoop:
   def _batch(self, batch):
     self.strategy.run(self.replica_fn, args=(batch,))
 
-  def run(self, dataset: tf.data.Dataset) -> None:
-    """Runs every batch of `dataset` (global batches, split across replicas)."""
-    for batch in self.strategy.experimental_distribute_dataset(dataset):
+  def run(self, make_batches, num_examples: int, global_batch_size: int,
+          binding: str = "train.eval_batch_size") -> None:
+    """Runs every batch of the split; arguments as `distribute_eval_batches`."""
+    for batch in distribute_eval_batches(self.strategy, make_batches,
+                                         num_examples, global_batch_size,
+                                         binding):
       self._batch(batch)

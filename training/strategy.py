@@ -1,7 +1,7 @@
 """Choosing the tf.distribute strategy that drives the training loop."""
 import json
 import os
-from typing import Optional
+from typing import List, Optional
 
 import tensorflow as tf
 
@@ -45,6 +45,90 @@ def cluster_resolver(port_base: int = SLURM_PORT_BASE
       + ") on every worker, or start the workers with srun under SLURM.")
 
 
+# Which process of a multi-worker cluster this is. Process-wide, like the
+# cluster itself: the files of a run are written by one process (the chief),
+# however deep in the library the write happens.
+_ROLE = dict(chief=True, task="")
+
+
+def is_chief() -> bool:
+  """Whether this process writes the run's files.
+
+  True everywhere but on the non-chief workers of a MultiWorkerMirroredStrategy
+  made by `make_strategy`: those compute everything in lockstep with the chief
+  (every collective needs them) and write nothing to the workdir but
+  checkpoints into temporary directories they remove (`worker_scratch`).
+  """
+  return _ROLE["chief"]
+
+
+def worker_scratch(directory: str) -> str:
+  """Where a non-chief worker writes what the chief writes to `directory`.
+
+  MultiWorkerMirroredStrategy's rule for checkpoints: every worker saves
+  (saving may read sync-on-read variables, an all-reduce), the others into a
+  directory of their own that they delete. The name ends in `_temp` so a
+  killed worker's leftovers are removed by the next holder of the workdir
+  lock (training/workdir_lock.py).
+  """
+  return os.path.join(directory, f"{_ROLE['task'] or 'worker'}_temp")
+
+
+def set_role(strategy: tf.distribute.Strategy) -> None:
+  """Records whether this process is the chief of `strategy`'s cluster.
+
+  A MultiWorkerMirroredStrategy's chief is the task of type 'chief', or
+  worker 0 when the cluster names none (`extended.should_checkpoint`).
+  """
+  chief = bool(getattr(strategy.extended, "should_checkpoint", True))
+  resolver = getattr(strategy, "cluster_resolver", None)
+  task_type = task_id = None
+  if resolver is not None:
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if not task_type and hasattr(resolver, "get_task_info"):
+      resolver.cluster_spec()  # SLURM's resolver names the task on this call
+      task_type, task_id = resolver.get_task_info()
+  task = f"{task_type}-{task_id}" if task_type else ""
+  _ROLE.update(chief=chief, task=task)
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+  """Processes taking part in `strategy`'s collectives (1 but under MWMS)."""
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return 1
+  spec = strategy.cluster_resolver.cluster_spec().as_dict()
+  return max(1, sum(len(spec.get(job, [])) for job in ("chief", "worker")))
+
+
+def agree(strategy: tf.distribute.Strategy, *flags: bool) -> List[bool]:
+  """Each flag OR-ed over every worker (one all-reduce; none for 1 worker).
+
+  Decisions taken from a clock or a signal (save a checkpoint now, stop for
+  a SIGTERM) differ between workers; a save or a stop that only some
+  workers make leaves the others waiting in a collective forever.
+  """
+  if num_workers(strategy) == 1:
+    return [bool(f) for f in flags]
+  value = tf.constant([float(bool(f)) for f in flags])
+  total = strategy.reduce(
+      tf.distribute.ReduceOp.SUM,
+      strategy.run(lambda: tf.identity(value)), axis=None)
+  return [bool(v > 0) for v in total.numpy()]
+
+
+def barrier(strategy: tf.distribute.Strategy) -> None:
+  """Waits until every worker gets here (after the chief wrote a file the
+  others read next: the feature cache, results.json)."""
+  agree(strategy, False)
+
+
+def summary_writer(logdir: str):
+  """A TensorBoard writer for `logdir`; one that writes nothing off the chief."""
+  if is_chief():
+    return tf.summary.create_file_writer(logdir)
+  return tf.summary.create_noop_writer()
+
+
 def _cluster_described() -> bool:
   return bool(os.environ.get("TF_CONFIG")) or int(
       os.environ.get("SLURM_STEP_NUM_TASKS", "1")) > 1
@@ -72,6 +156,12 @@ def make_strategy(name: str = "auto", tpu: Optional[str] = None
       name = "mirrored"
     else:
       name = "default"
+  strategy = _make(name, tpu)
+  set_role(strategy)
+  return strategy
+
+
+def _make(name: str, tpu: Optional[str]) -> tf.distribute.Strategy:
   if name == "tpu":
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
     tf.config.experimental_connect_to_cluster(resolver)

@@ -88,9 +88,12 @@ def test_every_batch_has_one_shape_so_the_trunk_traces_once(png):
   assert extractor._fn.experimental_get_tracing_count() == 1
 
 
-def test_a_batch_smaller_than_the_replicas_is_refused(tiny):
+def test_a_batch_that_does_not_split_between_replicas_is_rounded_up(tiny):
   task = _Task("decode|resize(8)")
-  extractor = representations.Extractor(task, task.build_model(), ["pre_logits"],
+  model = task.build_model()
+  extractor = representations.Extractor(task, model, ["pre_logits"],
                                         strategy=strategies.two_replicas())
-  with pytest.raises(ValueError, match="batch size of at least 2"):
-    extractor(tiny, "test", batch_size=1, **QUIET)
+  got, labels = extractor(tiny, "test", batch_size=1, **QUIET)
+  pre, _, expected_labels = _direct(task, model, tiny, "test", 5)
+  np.testing.assert_array_equal(labels, expected_labels)
+  np.testing.assert_allclose(got["pre_logits"], pre, rtol=1e-5, atol=1e-6)

@@ -1,5 +1,6 @@
 """Choosing the strategy: names, and the cluster of a multi-worker run."""
 import json
+import types
 
 import pytest
 import tensorflow as tf
@@ -38,15 +39,26 @@ def test_a_slurm_step_resolves_to_the_cluster_of_its_tf_config(monkeypatch, rank
 
 def test_auto_picks_multi_worker_where_a_cluster_is_described(monkeypatch):
   made = []
-  monkeypatch.setattr(tf.distribute, "MultiWorkerMirroredStrategy",
-                      lambda cluster_resolver: made.append(cluster_resolver) or "mw")
+
+  def fake_strategy(cluster_resolver):
+    # What set_role reads of a MultiWorkerMirroredStrategy: task 1 is no chief.
+    made.append(types.SimpleNamespace(
+        cluster_resolver=cluster_resolver,
+        extended=types.SimpleNamespace(should_checkpoint=False)))
+    return made[-1]
+  monkeypatch.setattr(tf.distribute, "MultiWorkerMirroredStrategy", fake_strategy)
   _slurm_step(monkeypatch, 1)
-  assert strategy_lib.make_strategy("auto") == "mw"
-  assert made[-1].cluster_spec().as_dict() == {"worker": WORKERS}
-  assert made[-1].get_task_info() == ("worker", 1)
+  assert strategy_lib.make_strategy("auto") is made[-1]
+  resolver = made[-1].cluster_resolver
+  assert resolver.cluster_spec().as_dict() == {"worker": WORKERS}
+  assert resolver.get_task_info() == ("worker", 1)
+  assert not strategy_lib.is_chief()
+  assert strategy_lib.worker_scratch("/w/checkpoints") == (
+      "/w/checkpoints/worker-1_temp")
   monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")  # one task: nothing to spread
   monkeypatch.setenv("SLURM_STEP_TASKS_PER_NODE", "1")
   assert strategy_lib.make_strategy("auto") is tf.distribute.get_strategy()
+  assert strategy_lib.is_chief()
 
 
 def test_multi_worker_without_a_cluster_says_how_to_describe_one(monkeypatch):
