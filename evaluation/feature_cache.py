@@ -113,6 +113,9 @@ class FeatureCache:
     """
     pp = task.preprocess(task_lib.REPRESENTATION)
     n = dataset.num_examples(split)
+    if not n:
+      raise ValueError(f"The {split} split of {dataset.name} has no examples "
+                       f"to read features of; evaluate on another split.")
     keys = {l: self.key(trunk=trunk, dataset=dataset.name, split=split,
                         num_examples=n, layer=l, pooling=pooling,
                         preprocess=pp, compute_dtype=compute_dtype)

@@ -109,11 +109,18 @@ def agree(strategy: tf.distribute.Strategy, *flags: bool) -> List[bool]:
   """
   if num_workers(strategy) == 1:
     return [bool(f) for f in flags]
-  value = tf.constant([float(bool(f)) for f in flags])
-  total = strategy.reduce(
-      tf.distribute.ReduceOp.SUM,
-      strategy.run(lambda: tf.identity(value)), axis=None)
+  if id(strategy) not in _SUMS:
+    # Compiled once per strategy: run eagerly, every call would rebuild
+    # the collective (TF warns of the overhead).
+    _SUMS[id(strategy)] = (strategy, tf.function(
+        lambda v: strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                  strategy.run(tf.identity, args=(v,)),
+                                  axis=None)))
+  total = _SUMS[id(strategy)][1](tf.constant([float(bool(f)) for f in flags]))
   return [bool(v > 0) for v in total.numpy()]
+
+
+_SUMS = {}  # id(strategy) -> (strategy, its compiled all-reduce of flags)
 
 
 def barrier(strategy: tf.distribute.Strategy) -> None:

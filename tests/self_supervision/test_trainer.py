@@ -9,6 +9,7 @@ import tensorflow as tf
 import strategies
 
 import fake_data
+from datasets import input_pipeline
 from self_supervision import task as task_lib
 from self_supervision import trainer as trainer_lib
 
@@ -135,3 +136,37 @@ def test_a_resumed_run_ends_with_the_weights_of_the_uninterrupted_one(tmp_path):
   assert resumed.train() == 20
   for a, b in zip(expected, resumed.model.trainable_variables):
     np.testing.assert_allclose(b.numpy(), a, rtol=0, atol=1e-5)
+
+
+def test_a_last_eval_batch_smaller_than_the_replicas_is_masked(tmp_path):
+  # 5 val images in global batches of 4 on 2 replicas: the last batch gives
+  # replica 0 one image and replica 1 only padding. Exemplar mines within
+  # each replica's rows, so the padding must not enter its nearest-neighbour
+  # search: the metrics equal the task run on the groups {0,1}, {2,3}, {4}.
+  with gin.unlock_config():
+    gin.parse_config(
+        "exemplar.pp_train = 'decode|inception_patches(2, 16, area_min=50)|"
+        "standardize'\n"
+        "exemplar.pp_representation = 'decode|resize(16)|standardize'\n"
+        "exemplar.embedding_size = 8\n")
+  dataset = fake_data.InMemoryDataset(num_train=8, num_val=5, num_test=4)
+  task = task_lib.get_task("exemplar", num_classes=dataset.num_classes)
+  trainer = trainer_lib.Trainer(
+      task, dataset, str(tmp_path), strategies.two_replicas(), seed=0,
+      batch_size=4, eval_batch_size=4, epochs=0, log=lambda _: None)
+  got = trainer.evaluate_pretext()
+  assert int(trainer.eval_metrics["accuracy"].count.numpy()) == 5 * 2
+
+  batch = next(iter(input_pipeline.make_dataset(
+      dataset, "val", task.preprocess(task_lib.PRETEXT_EVAL), 5,
+      training=False)))
+  correct, losses = [], []
+  for a, b in ((0, 2), (2, 4), (4, 5)):
+    _, out = task.compute_loss(trainer.model,
+                               {k: v[a:b] for k, v in batch.items()}, False)
+    correct.append(out["nn_correct"].numpy())
+    losses.append(out["per_copy_loss"].numpy())
+  np.testing.assert_allclose(got["accuracy"], np.concatenate(correct).mean(),
+                             rtol=1e-6)
+  np.testing.assert_allclose(got["triplet_loss"], np.concatenate(losses).mean(),
+                             rtol=1e-4, atol=1e-6)
