@@ -13,6 +13,7 @@ and --gin_bindings are applied on top (e.g. 'sgd_eval.first_decay_epochs = 120')
 Features are cached in <workdir>/features, entries land in
 <workdir>/results.json, and a protocol already there is not run again.
 """
+import contextlib
 import os
 import sys
 import time
@@ -134,7 +135,10 @@ def _main():
     raise app.UsageError("--dataset is required: the workdir names none.")
   dataset = _first_present(dataset_name.split("|"))
   os.makedirs(workdir, exist_ok=True)
-  with workdir_lock.Lock(workdir):
+  # Under several workers the chief holds the lock (and writes every file).
+  lock = (workdir_lock.Lock(workdir) if strategy_lib.is_chief()
+          else contextlib.nullcontext())
+  with lock:
     _evaluate(workdir, run, dataset, strategy, protocols)
 
 

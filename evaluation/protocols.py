@@ -20,6 +20,7 @@ import os
 from typing import Callable, Dict, List, Optional, Sequence
 
 import gin
+import tensorflow as tf
 
 from evaluation import feature_cache
 from evaluation import knn
@@ -28,6 +29,7 @@ from evaluation import linear_eval
 from evaluation import representations
 from evaluation import results as results_lib
 from evaluation import sgd_eval
+from training import strategy as strategy_lib
 
 PROTOCOLS = (linear_eval.PROTOCOL,) + tuple(
     sgd_eval.protocol_name(h, i) for i in sgd_eval.INPUTS for h in sgd_eval.HEADS
@@ -197,6 +199,9 @@ def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
                                or protocol.endswith("_features")):
       e["extraction_precision"] = dtype
   results_lib.update(workdir, evaluations=entries)
+  # Every worker decides what is still to do from results.json: none reads
+  # it again before the chief has written it.
+  strategy_lib.barrier(strategy or tf.distribute.get_strategy())
   return entries
 
 
@@ -224,4 +229,5 @@ def record_label_free(trunk, dataset, split: str, *, workdir: str, cache=None,
   log(f"  RankMe [{trunk.name}] {layer} on {split}: {e['rankme']:.1f} "
       f"of {min(e['examples'], e['dim'])} dimensions")
   results_lib.update(workdir, label_free=[e])
+  strategy_lib.barrier(strategy or tf.distribute.get_strategy())
   return e

@@ -44,6 +44,16 @@ linear_eval.max_iter = 20
 linear_eval.eval_split = 'val'
 linear_eval.refit_on_train_and_val = False
 linear_eval.batch_size = 4
+experiment.protocols = ['linear_lbfgs', 'linear_sgd_features']
+sgd_eval.train_split = 'train'
+sgd_eval.eval_split = 'val'
+sgd_eval.batch_size = 8
+sgd_eval.base_batch_size = 8
+sgd_eval.first_decay_epochs = 1
+sgd_eval.second_decay_after = 0
+sgd_eval.tail_epochs = 0
+sgd_eval.steps_per_loop = 2
+sgd_eval.eval_batch_size = 4
 """
 
 
@@ -185,8 +195,18 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path):
   assert results["run"]["steps"] == reference["run"]["steps"] == 3
   assert results["pretext"]["accuracy"] == pytest.approx(
       reference["pretext"]["accuracy"], abs=1e-6)
-  (entry,), (ref_entry,) = results["evaluations"], reference["evaluations"]
-  assert entry["top1"] == pytest.approx(ref_entry["top1"], abs=1e-6)
+  entries = {e["protocol"]: e for e in results["evaluations"]}
+  ref_entries = {e["protocol"]: e for e in reference["evaluations"]}
+  assert sorted(entries) == sorted(ref_entries) == ["linear_lbfgs",
+                                                    "linear_sgd_features"]
+  assert entries["linear_lbfgs"]["top1"] == pytest.approx(
+      ref_entries["linear_lbfgs"]["top1"], abs=1e-6)
+  # The SGD head trained on both workers' shards; the chief kept its curve
+  # and checkpoints (the worker's scratch copies are gone, checked above).
+  sgd = entries["linear_sgd_features"]
+  assert [c["step"] for c in sgd["curve"]] == [4]
+  assert os.path.exists(os.path.join(sgd["eval_dir"], "curve.json"))
+  assert glob.glob(os.path.join(sgd["eval_dir"], "checkpoints", "ckpt-4.index"))
   two, one = _cache(shared), _cache(alone)
   assert sorted(two) == sorted(one) == ["train-pre_logits", "val-pre_logits"]
   for name, (features, labels) in one.items():
