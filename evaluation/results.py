@@ -8,7 +8,8 @@ import json
 import os
 from typing import Dict, List
 
-from training import strategy as strategy_lib
+# Not training.strategy: reading results (scripts/make_report.py) needs no TF.
+from training import role
 
 _ENTRY_KEY = ("protocol", "trunk", "dataset", "layer", "pooling", "train_split",
               "eval_split", "fraction", "seed")
@@ -69,7 +70,7 @@ def update(workdir: str, *, run: Dict = None, pretext: Dict = None,
     for e in label_free:
       measures[key(e)] = e
     results["label_free"] = list(measures.values())
-  if not strategy_lib.is_chief():
+  if not role.is_chief():
     return results  # the chief writes the same document
   path = os.path.join(workdir, "results.json")
   tmp = path + ".tmp"

@@ -5,7 +5,8 @@
                   checkpoints by interval, the resume seed
   checkpoints.py  find, save, restore a checkpoint and read its step
   schedule.py     epochs -> steps (the one place) and the LR schedules
-  strategy.py     choosing the tf.distribute strategy
+  strategy.py     choosing the tf.distribute strategy; agree, barrier
+  role.py         whether this process writes (the chief of several workers)
   optimizer.py    the optimizers configs name
 
 What one step computes belongs to the caller (a pretext task through

@@ -5,6 +5,8 @@ from typing import List, Optional
 
 import tensorflow as tf
 
+from training import role
+
 # SlurmClusterResolver's default: task i of a node listens on port 8888 + i.
 SLURM_PORT_BASE = 8888
 
@@ -45,33 +47,10 @@ def cluster_resolver(port_base: int = SLURM_PORT_BASE
       + ") on every worker, or start the workers with srun under SLURM.")
 
 
-# Which process of a multi-worker cluster this is. Process-wide, like the
-# cluster itself: the files of a run are written by one process (the chief),
-# however deep in the library the write happens.
-_ROLE = dict(chief=True, task="")
-
-
-def is_chief() -> bool:
-  """Whether this process writes the run's files.
-
-  True everywhere but on the non-chief workers of a MultiWorkerMirroredStrategy
-  made by `make_strategy`: those compute everything in lockstep with the chief
-  (every collective needs them) and write nothing to the workdir but
-  checkpoints into temporary directories they remove (`worker_scratch`).
-  """
-  return _ROLE["chief"]
-
-
-def worker_scratch(directory: str) -> str:
-  """Where a non-chief worker writes what the chief writes to `directory`.
-
-  MultiWorkerMirroredStrategy's rule for checkpoints: every worker saves
-  (saving may read sync-on-read variables, an all-reduce), the others into a
-  directory of their own that they delete. The name ends in `_temp` so a
-  killed worker's leftovers are removed by the next holder of the workdir
-  lock (training/workdir_lock.py).
-  """
-  return os.path.join(directory, f"{_ROLE['task'] or 'worker'}_temp")
+# The role of this process (training/role.py), re-exported: callers that
+# have a strategy at hand ask here.
+is_chief = role.is_chief
+worker_scratch = role.worker_scratch
 
 
 def set_role(strategy: tf.distribute.Strategy) -> None:
@@ -89,7 +68,7 @@ def set_role(strategy: tf.distribute.Strategy) -> None:
       resolver.cluster_spec()  # SLURM's resolver names the task on this call
       task_type, task_id = resolver.get_task_info()
   task = f"{task_type}-{task_id}" if task_type else ""
-  _ROLE.update(chief=chief, task=task)
+  role.set_role(chief, task)
 
 
 def num_workers(strategy: tf.distribute.Strategy) -> int:
