@@ -282,9 +282,12 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
     return m * features + (1.0 - m) * tf.stop_gradient(features)
 
   if inputs == "images":
-    dim = int(features_of(tf.zeros([1] + list(input_pipeline.make_dataset(
+    # One zero image shaped as the representation pipeline gives them: the
+    # feature size now, and (finetune) which trunk variables the layer uses.
+    probe = tf.zeros([1] + list(input_pipeline.make_dataset(
         dataset, eval_split, rep_pp, 1, training=False, repeat=False
-    ).element_spec["image"].shape[1:]))).shape[-1])
+    ).element_spec["image"].shape[1:]))
+    dim = int(features_of(probe).shape[-1])
   else:
     dim = train_x.shape[1]
   with strategy.scope():
@@ -297,9 +300,6 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
     if finetune:
       # Only the trunk variables the layer depends on train (a patch task's
       # head, a supervised logits layer, the blocks after `layer` do not).
-      probe = tf.zeros([1] + list(input_pipeline.make_dataset(
-          dataset, eval_split, rep_pp, 1, training=False, repeat=False
-      ).element_spec["image"].shape[1:]))
       with tf.GradientTape() as tape:
         used = tf.reduce_sum(features_of(probe))
       grads = tape.gradient(used, trunk_variables)

@@ -61,6 +61,12 @@ class InMemoryDataset:
     return ds
 
 
+def small_pixels(separable=True):
+  """120 / 30 / 30 images of 8x8, 3 classes: the protocols' test data."""
+  return InMemoryDataset(num_train=120, num_val=30, num_test=30, size=8,
+                         num_classes=3, separable=separable)
+
+
 def idx_bytes(array):
   """The IDX encoding of a uint8 array: magic 0x0000080<rank>, big-endian dims, data."""
   header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f'>{array.ndim}I', *array.shape)

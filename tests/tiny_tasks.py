@@ -90,3 +90,9 @@ class PixelTask:
     return collections.OrderedDict(
         pixels=tf.reshape(images[..., 0], [tf.shape(images)[0], -1]),
         image=images)
+
+
+def pixel_trunk():
+  """A `trunks.Trunk` of PixelTask: the protocols' tests evaluate pixels."""
+  from evaluation import trunks  # pylint: disable=g-import-not-at-top
+  return trunks.Trunk("pixels", PixelTask(), None, dict(kind="test"))

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 
 import fake_data
-from tiny_tasks import PixelTask
+from tiny_tasks import pixel_trunk
 from evaluation import feature_cache
 from evaluation import knn
 from evaluation import protocols
-from evaluation import trunks
 
 
 def _brute_force(train_x, train_y, query_x, k, num_classes, temperature):
@@ -76,12 +75,10 @@ def test_the_weighted_vote_follows_the_temperature():
 
 @pytest.fixture(scope="module")
 def dataset():
-  return fake_data.InMemoryDataset(num_train=120, num_val=30, num_test=30,
-                                   size=8, num_classes=3, separable=True)
+  return fake_data.small_pixels(separable=True)
 
 
-def _trunk():
-  return trunks.Trunk("pixels", PixelTask(), None, dict(kind="test"))
+_trunk = pixel_trunk
 
 
 def test_the_protocol_scores_every_k_from_the_cache(dataset, tmp_path):

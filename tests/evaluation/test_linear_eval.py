@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 
 import fake_data
-from tiny_tasks import PixelTask
+from tiny_tasks import pixel_trunk
 from datasets import low_data
 from evaluation import feature_cache
 from evaluation import linear_eval
-from evaluation import trunks
 
 SETTINGS = dict(layers=["pixels"], l2_grid=[1e-1, 1e-3], max_iter=100,
                 batch_size=32, log=lambda _: None)
@@ -16,12 +15,10 @@ SETTINGS = dict(layers=["pixels"], l2_grid=[1e-1, 1e-3], max_iter=100,
 
 @pytest.fixture(scope="module")
 def dataset():
-  return fake_data.InMemoryDataset(num_train=120, num_val=30, num_test=30,
-                                   size=8, num_classes=3, separable=True)
+  return fake_data.small_pixels(separable=True)
 
 
-def _trunk():
-  return trunks.Trunk("pixels", PixelTask(), None, dict(kind="test"))
+_trunk = pixel_trunk
 
 
 def test_chunked_fit_from_the_cache_equals_the_in_memory_fit(dataset, tmp_path):

@@ -6,20 +6,17 @@ import numpy as np
 import pytest
 
 import fake_data
-from tiny_tasks import PixelTask
+from tiny_tasks import pixel_trunk
 from evaluation import protocols
 from evaluation import results
-from evaluation import trunks
 
 
 @pytest.fixture(scope="module")
 def dataset():
-  return fake_data.InMemoryDataset(num_train=120, num_val=30, num_test=30,
-                                   size=8, num_classes=3, separable=False)
+  return fake_data.small_pixels(separable=False)
 
 
-def _trunk():
-  return trunks.Trunk("pixels", PixelTask(), None, dict(kind="test"))
+_trunk = pixel_trunk
 
 
 def test_seeds_vary_the_low_data_subset_and_are_kept_apart(dataset, tmp_path):
