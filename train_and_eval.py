@@ -6,7 +6,6 @@ r"""Trains a self-supervised model and evaluates its representation.
 Running it again on the same workdir resumes from the latest checkpoint; a
 finished run is not retrained and finished evaluations are not redone.
 """
-import contextlib
 import datetime
 import os
 import platform
@@ -157,14 +156,14 @@ def _write_run_json(workdir, settings, strategy, started, finished=None,
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  if not strategy_lib.is_chief():
+    return  # the chief records the run
   path = os.path.join(workdir, "run.json")
   try:
     with open(path) as f:
       old = json.load(f)
   except (OSError, ValueError):
     old = {}
-  if not strategy_lib.is_chief():
-    return  # the chief records the run
   invocations = old.get("invocations") or (
       [dict(command=old["command"], git_commit=old.get("git_commit"),
             start_time=old.get("start_time"), end_time=old.get("end_time"))]
@@ -230,9 +229,7 @@ def run(workdir, mode, strategy, data_dir=None, manual_dir=None,
   """
   os.makedirs(workdir, exist_ok=True)
   settings = experiment_settings()
-  lock = (workdir_lock.Lock(workdir) if strategy_lib.is_chief()
-          else contextlib.nullcontext())
-  with lock:
+  with workdir_lock.Lock(workdir):
     return _run(workdir, mode, strategy, settings, data_dir, manual_dir,
                 overwrite_config)
 
@@ -317,19 +314,10 @@ def _run_stages(workdir, mode, strategy, settings, data_dir, manual_dir, started
 def present_datasets(names, data_dir=None, manual_dir=None):
   """The datasets of `names` whose data is there (prepared, or preparable);
   of alternatives 'a|b', the first whose data is there."""
-  out = []
-  for alternatives in names:
-    for name in alternatives.split("|"):
-      ds = dataset_registry.get_dataset(name, data_dir=data_dir,
-                                        manual_dir=manual_dir)
-      try:
-        ds.prepare()
-      except FileNotFoundError as e:
-        print(f"Transfer dataset {name} skipped: its data is not here ({e})")
-        continue
-      out.append(ds)
-      break
-  return out
+  present = [dataset_registry.first_present(
+      alternatives.split("|"), data_dir=data_dir, manual_dir=manual_dir,
+      required=False, what="Transfer dataset") for alternatives in names]
+  return [ds for ds in present if ds is not None]
 
 
 def evaluate_trunks(task, datasets, trainer, step, settings, workdir, strategy,

@@ -30,6 +30,7 @@ import zlib
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from datasets import image_folder
 from datasets import registry
 from datasets import tfds_dataset
 
@@ -58,10 +59,6 @@ _KEY_RANGE = 2 ** 128
 # Images are decoded (checked) by this many threads while the archive streams on.
 _CHECK_THREADS = min(8, os.cpu_count() or 1)
 
-_JPEG_START, _JPEG_END = b'\xff\xd8', b'\xff\xd9'
-_PNG_START, _PNG_END = b'\x89PNG\r\n\x1a\n', b'IEND\xaeB`\x82'
-# The end marker must lie in this many final bytes (some writers pad after it).
-_TAIL_BYTES = 4096
 # Bad or missing files an error lists by name before it just counts the rest.
 _MAX_LISTED = 10
 
@@ -229,9 +226,8 @@ def iter_archive_images(archive):
 
 def image_problem(data):
   """Why encoded bytes are not a complete JPEG (or PNG) the `decode` op reads; or None."""
-  tail = data[-_TAIL_BYTES:]
-  if not ((data.startswith(_JPEG_START) and _JPEG_END in tail) or
-          (data.startswith(_PNG_START) and _PNG_END in tail)):
+  # The same markers image folders are checked for, then a full decode.
+  if not bool(image_folder.looks_complete(tf.constant(data))):
     return 'not a complete JPEG or PNG file (truncated or corrupt)'
   try:
     tf.io.decode_image(data, channels=3, expand_animations=False)

@@ -91,6 +91,30 @@ def get_dataset(name, data_dir=None, manual_dir=None, **kwargs):
   return _DATASETS[key][0](*args, data_dir=data_dir, manual_dir=manual_dir, **kwargs)
 
 
+def first_present(alternatives, *, data_dir=None, manual_dir=None, required=True,
+                  what='Dataset', log=print):
+  """The first of alternative dataset names ('places205|places365' split at '|')
+  whose data is there, prepared; each one whose data is not is logged as skipped.
+
+  Args:
+    alternatives: dataset names, in order of preference.
+    data_dir, manual_dir: as for `get_dataset`.
+    required: raise the last one's FileNotFoundError when none is there;
+      otherwise (transfer datasets, evaluated later) return None.
+    what: how the log names a skipped one ('Dataset', 'Transfer dataset').
+  """
+  for i, name in enumerate(alternatives):
+    dataset = get_dataset(name, data_dir=data_dir, manual_dir=manual_dir)
+    try:
+      dataset.prepare()
+      return dataset
+    except FileNotFoundError as e:
+      if required and i == len(alternatives) - 1:
+        raise
+      log(f'{what} {name} skipped: its data is not here ({e})')
+  return None
+
+
 def check_name(name):
   """(registry key, constructor args) of `name`; ValueError naming the known ones.
 

@@ -13,7 +13,6 @@ and --gin_bindings are applied on top (e.g. 'sgd_eval.first_decay_epochs = 120')
 Features are cached in <workdir>/features, entries land in
 <workdir>/results.json, and a protocol already there is not run again.
 """
-import contextlib
 import os
 import sys
 import time
@@ -133,28 +132,12 @@ def _main():
   dataset_name = FLAGS.dataset or run.get("dataset")
   if not dataset_name:
     raise app.UsageError("--dataset is required: the workdir names none.")
-  dataset = _first_present(dataset_name.split("|"))
+  dataset = dataset_registry.first_present(
+      dataset_name.split("|"), data_dir=FLAGS.data_dir,
+      manual_dir=FLAGS.manual_dir)
   os.makedirs(workdir, exist_ok=True)
-  # Under several workers the chief holds the lock (and writes every file).
-  lock = (workdir_lock.Lock(workdir) if strategy_lib.is_chief()
-          else contextlib.nullcontext())
-  with lock:
+  with workdir_lock.Lock(workdir):
     _evaluate(workdir, run, dataset, strategy, protocols)
-
-
-def _first_present(names):
-  """The first of alternative datasets ('places205|places365') whose data is
-  there; the last one's error when none is."""
-  for i, name in enumerate(names):
-    dataset = dataset_registry.get_dataset(
-        name, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir)
-    try:
-      dataset.prepare()
-      return dataset
-    except FileNotFoundError as e:
-      if i == len(names) - 1:
-        raise
-      print(f"Dataset {name} skipped: its data is not here ({e})")
 
 
 def _seeds(values):

@@ -200,7 +200,6 @@ class FeatureCache:
       for tmp in tmp_dirs:
         shutil.rmtree(tmp, ignore_errors=True)
 
-
   def _extract_as_worker(self, extractor, dataset, split, layers, keys,
                          batch_size, strategy, log):
     """A non-chief worker's share of an extraction: its shard of every batch

@@ -36,9 +36,18 @@ class FirstExamples:
   def num_examples(self, split: str) -> int:
     return self._counts.get(split, self._dataset.num_examples(split))
 
-  def as_dataset(self, split, **kwargs):
-    ds = self._dataset.as_dataset(split, **kwargs)
-    return ds.take(self._counts[split]) if split in self._counts else ds
+  def as_dataset(self, split, *, input_context=None, **kwargs):
+    if split not in self._counts:
+      return self._dataset.as_dataset(split, input_context=input_context,
+                                      **kwargs)
+    # The first examples of the split, then this input pipeline's share of
+    # them (every n-th, as the datasets shard): taken after sharding, each
+    # worker would read the first examples of its own shard.
+    ds = self._dataset.as_dataset(split, **kwargs).take(self._counts[split])
+    if input_context is not None and input_context.num_input_pipelines > 1:
+      ds = ds.shard(input_context.num_input_pipelines,
+                    input_context.input_pipeline_id)
+    return ds
 
   def __getattr__(self, name):
     if name == "as_batched_dataset":

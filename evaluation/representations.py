@@ -162,9 +162,7 @@ class Extractor:
     of examples than the dataset promises (a truncated or corrupt split).
     The first call of a low-precision extractor builds the twin on `dataset`.
     """
-    # Rounded up to whole rows per replica: padding fills the difference.
-    replicas = self.strategy.num_replicas_in_sync
-    batch_size = -(-batch_size // replicas) * replicas
+    batch_size = loop_lib.whole_rows_per_replica(batch_size, self.strategy)
     if self._twin_pending:
       log(f"  extracting in {self.compute_dtype} (a twin of the trunk with "
           f"its weights)")
@@ -195,8 +193,8 @@ class Extractor:
       if index is not None:
         # Rows come grouped by replica; the split's order is their index's.
         index = index.numpy()[rows]
-        rows = rows[np.argsort(index, kind="stable")]
-        index = np.sort(index)
+        order = np.argsort(index, kind="stable")
+        rows, index = rows[order], index[order]
         if len(index) and (index[0] <= last_index
                            or np.any(np.diff(index) <= 0)):
           raise RuntimeError(

@@ -397,10 +397,9 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
               ctx.num_input_pipelines, ctx.input_pipeline_id).batch(per_replica)
     num_eval = (len(eval_y) if inputs != "images"
                 else dataset.num_examples(eval_split))
-    # Whole rows per replica (padding fills the difference; it weighs nothing).
-    replicas = strategy.num_replicas_in_sync
+    # Padding rows weigh nothing (sample_weight = valid).
     head_eval.run(make_batches, num_eval,
-                  -(-eval_batch_size // replicas) * replicas)
+                  loop_lib.whole_rows_per_replica(eval_batch_size, strategy))
     return 100.0 * float(top1.result()), 100.0 * float(top5.result())
 
   # --- driving: one loop call per epoch, then the head's evaluation --------------

@@ -284,6 +284,15 @@ class Loop:
 
 
 
+def whole_rows_per_replica(batch_size: int,
+                           strategy: tf.distribute.Strategy) -> int:
+  """`batch_size` rounded up to a multiple of the replicas: for evaluation
+  passes, where the batch size is only a speed setting and padding
+  (`pad_batches`) fills the difference."""
+  replicas = strategy.num_replicas_in_sync
+  return -(-batch_size // replicas) * replicas
+
+
 def pad_batches(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
   """Batches of dicts padded with zero rows to `batch_size`, plus 'valid'.
 

@@ -5,7 +5,9 @@ checkpoints (one escaping `max_to_keep`), features and results. The lock is
 `<workdir>/lock`, created atomically (O_EXCL) with the holder's host, pid,
 start time and command. A second process refuses at once, naming the first; a
 lock left by a killed process on this host (its pid is gone) is taken over.
-Remote workdirs (`gs://...`) are not locked: no atomic create there.
+Remote workdirs (`gs://...`) are not locked: no atomic create there. Under
+several workers only the chief locks (training/role.py): the others share
+the workdir with it by design and write nothing there.
 
 Whoever takes the lock also removes what killed writers left behind (only the
 holder can know nobody is writing them): checkpoints' `*_temp` directories,
@@ -23,6 +25,8 @@ import shutil
 import socket
 import sys
 from typing import Callable, Dict, List, Optional
+
+from training import role
 
 LOCK_NAME = "lock"
 
@@ -74,7 +78,7 @@ class Lock:
     if self._depth:
       self._depth += 1
       return self
-    if "://" in self.path:
+    if "://" in self.path or not role.is_chief():
       self._depth = 1
       return self
     os.makedirs(os.path.dirname(self.path), exist_ok=True)

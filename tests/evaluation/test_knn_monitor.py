@@ -68,3 +68,15 @@ def test_a_negative_period_is_named():
   dataset = fake_data.InMemoryDataset(num_train=40, num_val=8, num_test=8)
   with pytest.raises(ValueError, match="knn_monitor.every_loops = -1"):
     knn_monitor.KnnMonitor(None, None, dataset, every_loops=-1)
+
+
+def test_each_worker_reads_its_share_of_the_first_examples():
+  # Under several workers the subsets are the split's first examples, split
+  # between the input pipelines, not the first examples of each one's shard.
+  dataset = fake_data.InMemoryDataset(num_train=40, num_val=8, num_test=8)
+  subsets = knn_monitor.FirstExamples(dataset, {"train": 10})
+  shards = [[int(e["index"]) for e in subsets.as_dataset(
+      "train", input_context=tf.distribute.InputContext(2, i, 2))]
+            for i in range(2)]
+  assert shards == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
+  assert [int(e["index"]) for e in subsets.as_dataset("val")] == list(range(8))
