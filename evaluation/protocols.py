@@ -120,6 +120,19 @@ def check_settings(protocols: Sequence[str], datasets: Sequence,
                            f"{ds.name} lacks ({e}).") from e
 
 
+def _agreed(strategy, items: Sequence[str], todo: Sequence[str]) -> List[str]:
+  """The `items` any worker still has to do, from each one's `todo`.
+
+  Workers read results.json at their own pace: a slower one may find an entry
+  the chief has just written (a fit on cached features needs no collective to
+  hold it back). Skipping it while the chief did not would leave the chief
+  alone in the next collective; so what one worker still has to do, all do.
+  """
+  flags = strategy_lib.agree(strategy or tf.distribute.get_strategy(),
+                             *[item in todo for item in items])
+  return [item for item, flag in zip(items, flags) if flag]
+
+
 # Protocols whose only randomness is the low-data subset: at fraction 1 every
 # seed gives seed 0's result, so only seed 0 runs.
 DETERMINISTIC_AT_FULL_DATA = (linear_eval.PROTOCOL, knn.PROTOCOL)
@@ -160,6 +173,7 @@ def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
   todo = [l for l in layers if not results_lib.has_entry(
       done, protocol=protocol, trunk=trunk.name, layer=l, pooling=pooling,
       fraction=fraction, dataset=dataset.name, default_dataset=own, seed=seed)]
+  todo = _agreed(strategy, layers, todo)
   on = f" on {dataset.name}" if transfer else ""
   with_seed = f", seed {seed}" if seed else ""
   if not todo:
@@ -217,9 +231,10 @@ def record_label_free(trunk, dataset, split: str, *, workdir: str, cache=None,
   settings = resolved_settings(linear_eval.evaluate, {})
   pooling = settings["pooling"]
   done = results_lib.load(workdir).get("label_free", [])
-  if any(e["trunk"] == trunk.name and e["dataset"] == dataset.name
-         and e["layer"] == layer and e["split"] == split
-         and e["pooling"] == pooling for e in done):
+  there = any(e["trunk"] == trunk.name and e["dataset"] == dataset.name
+              and e["layer"] == layer and e["split"] == split
+              and e["pooling"] == pooling for e in done)
+  if not _agreed(strategy, [layer], [] if there else [layer]):
     return None
   features = feature_cache.read_splits(
       trunk, dataset, [split], [layer], pooling=pooling,

@@ -90,7 +90,10 @@ def _finish(procs, timeout):
     for p in procs:
       out, _ = p.communicate(timeout=timeout)
       outputs.append(out)
-      assert p.returncode == 0, out[-4000:]
+    # Every process's end: one that failed first shows in its own log.
+    assert all(p.returncode == 0 for p in procs), "\n----\n".join(
+        f"process {i} (status {p.returncode}):\n{out[-3000:]}"
+        for i, (p, out) in enumerate(zip(procs, outputs)))
   finally:
     for p in procs:
       if p.poll() is None:
