@@ -143,9 +143,13 @@ class Trainer:
     """Trains to `total_steps` (resuming if possible); returns the final step."""
     start = self.restore()
     if start >= self.total_steps:
-      if not self.manager.latest_checkpoint:
-        # A 0-step run (the random-init baseline) saves its initialisation,
-        # which eval mode and the export read like any other checkpoint.
+      # A 0-step run (the random-init baseline) saves its initialisation,
+      # which eval mode and the export read like any other checkpoint. The
+      # save is collective: a worker that looked after the chief had saved
+      # would otherwise skip it (strategy.agree).
+      (unsaved,) = strategy_lib.agree(self.strategy,
+                                      not self.manager.latest_checkpoint)
+      if unsaved:
         self.loop.save()
       self.log(f"Training already finished ({start}/{self.total_steps} steps).")
       return start
