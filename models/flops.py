@@ -11,6 +11,7 @@ shapes. Conventions:
 import collections
 import math
 
+from models import layers
 from models import registry
 from models import resnet
 from models import vgg
@@ -55,11 +56,13 @@ class _Counter:
     self.width = round_fn(self.width / stride)
 
 
-def _resnet_costs(counter, version, width, patch_mode):
-  counter.conv('root_conv', 16 * width, 7, stride=1 if patch_mode else 2)
+def _resnet_costs(counter, version, width, patch_mode, stem):
+  kernel, stride, pool = layers.root_geometry(stem, patch_mode)
+  counter.conv('root_conv', 16 * width, kernel, stride=stride)
   if version == 'v1':
     counter.batch_norm('root_bn')
-  counter.pool(2)
+  if pool:
+    counter.pool(2)
   strides = resnet.block_strides(patch_mode)
   for b, num_units in enumerate(resnet.UNITS_PER_BLOCK):
     filters = 64 * width * 2**b
@@ -86,9 +89,11 @@ def _resnet_costs(counter, version, width, patch_mode):
     counter.batch_norm('final_bn')
 
 
-def _revnet_costs(counter, width, patch_mode):
-  counter.conv('root_conv', 64 * width, 7, stride=1 if patch_mode else 2)
-  counter.pool(2)
+def _revnet_costs(counter, width, patch_mode, stem):
+  kernel, stride, pool = layers.root_geometry(stem, patch_mode)
+  counter.conv('root_conv', 64 * width, kernel, stride=stride)
+  if pool:
+    counter.pool(2)
   strides = resnet.block_strides(patch_mode)
   for b, num_units in enumerate(resnet.UNITS_PER_BLOCK):
     if b > 0:
@@ -123,7 +128,7 @@ def _vgg_costs(counter, width):
 
 
 def layer_costs(name, width, image_size=224, patch_mode=False, num_classes=None,
-                representation_size=None):
+                representation_size=None, stem='imagenet'):
   """Per-layer trainable parameters and forward FLOPs for one image.
 
   Args:
@@ -133,6 +138,7 @@ def layer_costs(name, width, image_size=224, patch_mode=False, num_classes=None,
     patch_mode: as in `get_model` (ignored by vgg19_bn).
     num_classes: size of the logits layer, or None.
     representation_size: size of the bottleneck, or None.
+    stem: as in `get_model` ('imagenet' or 'small'; vgg19_bn: 'imagenet').
 
   Returns:
     A list of LayerCost(name, params, flops) in network order.
@@ -142,10 +148,12 @@ def layer_costs(name, width, image_size=224, patch_mode=False, num_classes=None,
         f'Unknown model name {name!r}; valid names: {", ".join(registry.MODEL_NAMES)}.')
   counter = _Counter(image_size, image_size, 3)
   if name in ('resnet50_v1', 'resnet50_v2'):
-    _resnet_costs(counter, name[-2:], width, patch_mode)
+    _resnet_costs(counter, name[-2:], width, patch_mode, stem)
   elif name == 'revnet50':
-    _revnet_costs(counter, width, patch_mode)
+    _revnet_costs(counter, width, patch_mode, stem)
   else:
+    if stem != 'imagenet':
+      raise ValueError(f'vgg19_bn has no stem; got stem {stem!r}.')
     _vgg_costs(counter, width)
   if representation_size is not None:
     counter.dense('head/representation', representation_size)

@@ -206,6 +206,23 @@ def fixed_padding(x, kernel_size):
   return tf.pad(x, [[0, 0], [pad_beg, pad_end], [pad_beg, pad_end], [0, 0]])
 
 
+# The trunk's stem, i.e. its root before block 1 (models/resnet.py, revnet.py):
+# 'imagenet' is the paper's 7x7/2 conv and 3x3/2 max-pool (stride 1 conv in
+# patch mode); 'small' is the CIFAR-sized ResNets' 3x3/1 conv without a pool,
+# for 28-32 px inputs, where the ImageNet stem leaves block4 at 1x1.
+STEMS = ('imagenet', 'small')
+
+
+def root_geometry(stem, patch_mode):
+  """(kernel size, stride, max-pool after it?) of the root conv of `stem`."""
+  if stem not in STEMS:
+    raise ValueError(f'Unknown stem {stem!r}; valid stems: {", ".join(STEMS)} '
+                     f'(get_model.stem).')
+  if stem == 'small':
+    return 3, 1, False
+  return 7, 1 if patch_mode else 2, True
+
+
 def root_max_pool(x):
   """The 3x3/2 max-pool after the root convolution, with fixed padding.
 
@@ -314,12 +331,17 @@ class Trunk(keras.Model):
   def identity(self):
     """What this trunk is, read from the built object (results.json, exports).
 
-    {architecture, width, last_relu, patch_mode, representation_size}; the
-    subclasses set width, last_relu and patch_mode in their constructors.
+    {architecture, width, last_relu, patch_mode, representation_size}, plus
+    `stem` when it is not the paper's 'imagenet' (so the identity of every
+    trunk made before stems were a choice stays what it was); the subclasses
+    set width, last_relu, patch_mode and stem in their constructors.
     """
-    return dict(architecture=self.name, width=self.width,
-                last_relu=self.last_relu, patch_mode=self.patch_mode,
-                representation_size=self.representation_size)
+    identity = dict(architecture=self.name, width=self.width,
+                    last_relu=self.last_relu, patch_mode=self.patch_mode,
+                    representation_size=self.representation_size)
+    if getattr(self, 'stem', 'imagenet') != 'imagenet':
+      identity['stem'] = self.stem
+    return identity
 
   def add_head(self):
     """Creates the head; subclasses call it last so variables are in network order."""

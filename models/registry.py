@@ -15,7 +15,7 @@ _RESOLUTION_FREE = ('resnet50_v1', 'resnet50_v2', 'revnet50')
 
 @gin.configurable
 def get_model(name, width=4, num_classes=None, last_relu=True, patch_mode=False,
-              representation_size=None, weight_decay=1e-4):
+              representation_size=None, weight_decay=1e-4, stem='imagenet'):
   """Builds one of the trunks of Table 1.
 
   Usage: `logits, end_points = model(images, training=False)` with float32
@@ -43,6 +43,10 @@ def get_model(name, width=4, num_classes=None, last_relu=True, patch_mode=False,
     weight_decay: L2 strength on convolution kernels (and the logits /
       bottleneck kernels); the loss term is `weight_decay * sum(w**2) / 2`,
       exposed via `model.losses`.
+    stem: 'imagenet' (the paper's 7x7/2 root conv and 3x3/2 max-pool) or
+      'small' (a 3x3/1 root conv and no pool, for 28-32 px images, where the
+      ImageNet stem leaves block4 at 1x1); ResNet/RevNet only: vgg19_bn has
+      no stem and refuses 'small'.
 
   Returns:
     A `keras.Model` (`layers.Trunk` subclass).
@@ -50,16 +54,22 @@ def get_model(name, width=4, num_classes=None, last_relu=True, patch_mode=False,
   if name not in MODEL_NAMES:
     raise ValueError(f'Unknown model name {name!r}; valid names: {", ".join(MODEL_NAMES)}.')
   layers.check_positive_int(width, 'width', 'it is the widening factor k, e.g. 4.')
+  layers.root_geometry(stem, patch_mode)  # an unknown stem fails here
   kwargs = dict(width=width, num_classes=num_classes, last_relu=last_relu,
                 patch_mode=patch_mode, representation_size=representation_size,
                 weight_decay=weight_decay)
   if name == 'resnet50_v1':
-    model = resnet.ResNet50(version='v1', **kwargs)
+    model = resnet.ResNet50(version='v1', stem=stem, **kwargs)
   elif name == 'resnet50_v2':
-    model = resnet.ResNet50(version='v2', **kwargs)
+    model = resnet.ResNet50(version='v2', stem=stem, **kwargs)
   elif name == 'revnet50':
-    model = revnet.RevNet50(**kwargs)
+    model = revnet.RevNet50(stem=stem, **kwargs)
   else:
+    if stem != 'imagenet':
+      raise ValueError(
+          f"vgg19_bn has no stem to change (its five conv stages and pools are the "
+          f"whole network), so get_model.stem = {stem!r} is not defined for it; "
+          f"bind get_model.stem = 'imagenet' for vgg19_bn cells.")
     model = vgg.VGG19BN(**kwargs)
   if name in _RESOLUTION_FREE:
     model.build((None, None, None, 3))

@@ -6,6 +6,10 @@ bottleneck units with 64k, 128k, 256k, 512k output channels and strides
 1, 2, 2, 2 (patch mode 1, 2, 2, 1), the stride on the 3x3 conv -> `block1` ..
 `block4`. v2 ends with BN and (if `last_relu`) ReLU; global average pool ->
 `pre_logits` [B, 512k].
+
+The 'small' stem (models/layers.STEMS) replaces the root by a 3x3/1 conv
+without max-pool, for 28-32 px images: every end point is then 4x larger
+per side than with the ImageNet stem (block4 of a 32 px image is 4x4).
 """
 import tensorflow as tf
 
@@ -142,7 +146,8 @@ class ResNet50(layers.Trunk):
   block2 [B, H/8, W/8, 128k], block3 [B, H/16, W/16, 256k], block4
   [B, H/32, W/32, 512k], pre_logits [B, 512k] (or representation_size),
   logits [B, num_classes]. In patch mode: after_root/block1 H/2, block2 H/4,
-  block3 and block4 H/8.
+  block3 and block4 H/8. With the 'small' stem: after_root/block1 H,
+  block2 H/2, block3 H/4, block4 H/8.
 
   `memory_saving`: 'none' or 'recompute' (models/recompute.py), None for the
   gin-bound `memory_saving.mode`; 'reversible' raises, ResNet units are not
@@ -151,7 +156,7 @@ class ResNet50(layers.Trunk):
 
   def __init__(self, version='v2', width=4, num_classes=None, last_relu=True,
                patch_mode=False, representation_size=None, weight_decay=1e-4, name=None,
-               memory_saving=None):
+               memory_saving=None, stem='imagenet'):
     if version not in ('v1', 'v2'):
       raise ValueError(f"ResNet version must be 'v1' or 'v2', got {version!r}.")
     layers.check_positive_int(width, 'width', 'it is the widening factor k, e.g. 4.')
@@ -169,12 +174,13 @@ class ResNet50(layers.Trunk):
     self.width = width
     self.last_relu = last_relu
     self.patch_mode = patch_mode
+    self.stem = stem
+    kernel, stride, self.root_pool = layers.root_geometry(stem, patch_mode)
     root_filters = 16 * width
     # The root conv is decayed in ResNet (unlike RevNet, whose root is a fixed
     # random projection in the reference).
-    self.root_conv = layers.conv2d(root_filters, 7, 'root_conv',
-                                   strides=1 if patch_mode else 2,
-                                   weight_decay=weight_decay)
+    self.root_conv = layers.conv2d(root_filters, kernel, 'root_conv',
+                                   strides=stride, weight_decay=weight_decay)
     self.root_bn = layers.batch_norm('root_bn') if version == 'v1' else None
     self.block_names = ('block1', 'block2', 'block3', 'block4')
     in_channels = root_filters
@@ -188,10 +194,11 @@ class ResNet50(layers.Trunk):
     self.add_head()
 
   def trunk_features(self, images, training, end_points):
-    x = self.root_conv(layers.fixed_padding(images, 7))
+    x = self.root_conv(layers.fixed_padding(images, self.root_conv.kernel_size[0]))
     if self.root_bn is not None:
       x = tf.nn.relu(self.root_bn(x, training=training))
-    x = layers.root_max_pool(x)
+    if self.root_pool:
+      x = layers.root_max_pool(x)
     end_points['after_root'] = x
     for block_name in self.block_names:
       x = getattr(self, block_name)(x, training=training)

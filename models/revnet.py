@@ -214,7 +214,9 @@ class RevNet50(layers.Trunk):
   End points (same shapes as ResNet50 except after_root): after_root
   [B, H/4, W/4, 64k], block1 [B, H/4, W/4, 64k], block2 [B, H/8, W/8, 128k],
   block3 [B, H/16, W/16, 256k], block4 [B, H/32, W/32, 512k], pre_logits
-  [B, 512k] (or representation_size), logits [B, num_classes].
+  [B, 512k] (or representation_size), logits [B, num_classes]. The 'small'
+  stem (a 3x3/1 root conv, no max-pool) makes each spatial end point 4x
+  larger per side.
 
   `memory_saving`: one of recompute.MODES, None for the gin-bound
   `memory_saving.mode`.
@@ -222,7 +224,7 @@ class RevNet50(layers.Trunk):
 
   def __init__(self, width=4, num_classes=None, last_relu=True, patch_mode=False,
                representation_size=None, weight_decay=1e-4, name='revnet50',
-               memory_saving=None):
+               memory_saving=None, stem='imagenet'):
     layers.check_positive_int(width, 'width', 'it is the widening factor k, e.g. 4.')
     memory_saving = recompute.trunk_mode(memory_saving, name, reversible_units=True)
     super().__init__(num_classes, representation_size, weight_decay, name=name)
@@ -230,11 +232,13 @@ class RevNet50(layers.Trunk):
     self.width = width
     self.last_relu = last_relu
     self.patch_mode = patch_mode
+    self.stem = stem
     self.strides = resnet.block_strides(patch_mode)
+    kernel, stride, self.root_pool = layers.root_geometry(stem, patch_mode)
     # The root is a random projection raising the channels to block 1's width;
     # the reference leaves it undecayed and without BN.
-    self.root_conv = layers.conv2d(64 * width, 7, 'root_conv',
-                                   strides=1 if patch_mode else 2, weight_decay=0.0)
+    self.root_conv = layers.conv2d(64 * width, kernel, 'root_conv',
+                                   strides=stride, weight_decay=0.0)
     self.block_names = ('block1', 'block2', 'block3', 'block4')
     for i, block_name in enumerate(self.block_names):
       setattr(self, block_name, RevNetBlock(
@@ -244,8 +248,9 @@ class RevNet50(layers.Trunk):
     self.add_head()
 
   def trunk_features(self, images, training, end_points):
-    x = self.root_conv(layers.fixed_padding(images, 7))
-    x = layers.root_max_pool(x)
+    x = self.root_conv(layers.fixed_padding(images, self.root_conv.kernel_size[0]))
+    if self.root_pool:
+      x = layers.root_max_pool(x)
     end_points['after_root'] = x
     for i, block_name in enumerate(self.block_names):
       # Blocks 2..4 pool and double their input themselves, so that with
