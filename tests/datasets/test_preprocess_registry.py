@@ -106,6 +106,18 @@ class TestRegistry:
     assert ops == sorted(ops)
     assert set(BUILTIN_OPS) <= set(ops)
 
+  def test_builtins_live_in_the_module_the_package_docstring_names(self):
+    # The package docstring is the map a reader follows to an op's code.
+    from datasets import preprocess_ops
+    families = {}
+    for line in preprocess_ops.__doc__.splitlines():
+      words = line.replace(",", " ").split()
+      if words and words[0].endswith(".py"):
+        families.update({op: words[0][:-3] for op in words[1:]})
+    for name in BUILTIN_OPS:
+      module = ppr.get_op_factory(name).__module__
+      assert module == f"datasets.preprocess_ops.{families.get(name)}", name
+
   def test_register_and_apply_in_order_with_training_flag(self, scratch_ops):
     _register_tracer("test_tracer_op", scratch_ops)
     assert "test_tracer_op" in ppr.registered_ops()
