@@ -259,8 +259,9 @@ def test_cli(tmp_path, grid, capsys):
                   if os.path.isfile(p))
   assert len(copied) == 12 * 3
   rel = copied[0].rsplit("/", 1)[0]
-  assert (out / rel / "results.json").read_text() == (
-      grid / rel[len("runs/"):] / "results.json").read_text()
+  copy, original = (workdir_lib.Workdir(d).results_json
+                    for d in (out / rel, grid / rel[len("runs/"):]))
+  assert open(copy).read() == open(original).read()
   report = (out / "report.md").read_text()
   assert (f"- files: [results.json]({rel}/results.json), [run.json]({rel}/run.json), "
           f"[operative_config.gin]({rel}/operative_config.gin)") in report
