@@ -35,7 +35,7 @@ def _normalise(x: np.ndarray) -> tf.Tensor:
 
 
 @tf.function(reduce_retracing=True)
-def _merge(top_sims, top_labels, queries, train, train_labels):
+def _merge(top_sims, top_index, queries, train, train_index):
   """Running top-k: [q, k] state merged with the similarities to a train chunk.
 
   The state comes first in the concatenation and top_k prefers lower indices
@@ -43,10 +43,40 @@ def _merge(top_sims, top_labels, queries, train, train_labels):
   """
   sims = tf.matmul(queries, train, transpose_b=True)  # [q, n]
   all_sims = tf.concat([top_sims, sims], axis=1)
-  labels = tf.broadcast_to(train_labels[None, :], tf.shape(sims))
-  all_labels = tf.concat([top_labels, labels], axis=1)
-  values, index = tf.math.top_k(all_sims, k=tf.shape(top_sims)[1])
-  return values, tf.gather(all_labels, index, batch_dims=1)
+  index = tf.broadcast_to(train_index[None, :], tf.shape(sims))
+  all_index = tf.concat([top_index, index], axis=1)
+  values, order = tf.math.top_k(all_sims, k=tf.shape(top_sims)[1])
+  return values, tf.gather(all_index, order, batch_dims=1)
+
+
+def nearest(train_x, query_x, k: int, *, chunk_rows: int = 8192,
+            query_rows: int = 4096):
+  """The k most cosine-similar train rows of every query, ties to the lower index.
+
+  Args:
+    train_x: [N, D] features (an array or a memory map: read chunk by chunk).
+    query_x: [Q, D] features.
+    k: neighbours per query (at most N).
+
+  Returns:
+    (similarities [Q, k] float32 in descending order, train row indices [Q, k]
+    int64).
+  """
+  n = len(train_x)
+  if not 1 <= k <= n:
+    raise ValueError(f"knn: k = {k} needs 1 <= k <= {n} (the train examples).")
+  queries = _normalise(query_x)
+  q = int(queries.shape[0])
+  top_sims = [tf.fill([min(query_rows, q - s), k], -np.inf) for s in range(0, q, query_rows)]
+  top_index = [tf.zeros([min(query_rows, q - s), k], tf.int64)
+               for s in range(0, q, query_rows)]
+  for start in range(0, n, chunk_rows):
+    train = _normalise(train_x[start:start + chunk_rows])
+    index = tf.range(start, start + int(train.shape[0]), dtype=tf.int64)
+    for i, qs in enumerate(range(0, q, query_rows)):
+      top_sims[i], top_index[i] = _merge(top_sims[i], top_index[i],
+                                         queries[qs:qs + query_rows], train, index)
+  return (tf.concat(top_sims, 0).numpy(), tf.concat(top_index, 0).numpy())
 
 
 def neighbours(train_x, train_y: np.ndarray, query_x, k: int, *,
@@ -62,21 +92,9 @@ def neighbours(train_x, train_y: np.ndarray, query_x, k: int, *,
   Returns:
     (similarities [Q, k] float32 in descending order, labels [Q, k] int32).
   """
-  n = len(train_y)
-  if not 1 <= k <= n:
-    raise ValueError(f"knn: k = {k} needs 1 <= k <= {n} (the train examples).")
-  queries = _normalise(query_x)
-  q = int(queries.shape[0])
-  top_sims = [tf.fill([min(query_rows, q - s), k], -np.inf) for s in range(0, q, query_rows)]
-  top_labels = [tf.zeros([min(query_rows, q - s), k], tf.int32)
-                for s in range(0, q, query_rows)]
-  for start in range(0, n, chunk_rows):
-    train = _normalise(train_x[start:start + chunk_rows])
-    labels = tf.constant(np.asarray(train_y[start:start + chunk_rows], np.int32))
-    for i, qs in enumerate(range(0, q, query_rows)):
-      top_sims[i], top_labels[i] = _merge(top_sims[i], top_labels[i],
-                                          queries[qs:qs + query_rows], train, labels)
-  return (tf.concat(top_sims, 0).numpy(), tf.concat(top_labels, 0).numpy())
+  sims, index = nearest(train_x, query_x, k, chunk_rows=chunk_rows,
+                        query_rows=query_rows)
+  return sims, np.asarray(train_y, np.int32)[index]
 
 
 def vote(similarities: np.ndarray, labels: np.ndarray, num_classes: int,

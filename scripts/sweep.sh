@@ -12,10 +12,12 @@
 #   scripts/sweep.sh table1 --root /runs --emit slurm && sbatch /runs/sweep-table1.sbatch
 #   PYTHON=~/envs/ssl/bin/python scripts/sweep.sh table2 --root /runs   # your interpreter
 #
-# Grids: `python scripts/study_grid.py grids` lists them (table1,
+# Grids: `python -m study.grid grids` lists them (table1,
 # table1:<task>, table1:<trunk>, table2, widths, architectures, fig3, fig5,
-# fig6, fig7, fig8, fashion_mnist, miniature). Each run has its own workdir under the
-# root, named like the run (table1/rotation/revnet50_k16).
+# fig6, fig7, fig8, fashion_mnist, miniature); table1:<task> and miniature:<task>
+# also take a task the paper never ran, once its config exists
+# (configs/common/<task>_imagenet.gin, configs/miniature/<task>.gin). Each run has
+# its own workdir under the root, named like the run (table1/rotation/revnet50_k16).
 #
 # Locally, runs go one after another: a run whose results.json already holds
 # everything it asks for is skipped, an interrupted one resumes (train_and_eval.py
@@ -86,7 +88,9 @@ fi
 EXTRA_Q=""
 for a in ${EXTRA[@]+"${EXTRA[@]}"}; do EXTRA_Q+=" $(printf '%q' "$a")"; done
 
-PLAN="$("$PY" "$HERE/study_grid.py" plan "$GRID" --root "$RUN_ROOT" --python "$PY")"
+# The planner (study/grid/) decides what is done by reading each workdir
+# through training/workdir.py; it runs from the checkout, as `python -m` does.
+PLAN="$(cd "$REPO" && "$PY" -m study.grid plan "$GRID" --root "$RUN_ROOT" --python "$PY")"
 STATES=() NAMES=() WORKDIRS=() COMMANDS=()
 while IFS=$'\t' read -r state name workdir command; do
   [ -n "$name" ] || continue

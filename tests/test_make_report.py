@@ -1,5 +1,4 @@
-"""scripts/make_report.py on small synthetic sweeps: exact cells, links, figures."""
-import importlib.util
+"""python -m study.report on small synthetic sweeps: exact cells, links, figures."""
 import glob
 import json
 import os
@@ -10,13 +9,16 @@ import sys
 import numpy as np
 import pytest
 
+from evaluation import feature_cache
+from evaluation import knn
 from evaluation import label_free
+from study.report import __main__ as report_cli
+from study.report import gallery
+from study.report import markdown
+from study.report import runs as report_runs
+from training import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location(
-    "make_report", os.path.join(ROOT, "scripts", "make_report.py"))
-make_report = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_report)
 
 
 def entry(top1, protocol="linear_lbfgs", trunk="trained@100", layer="pre_logits",
@@ -47,18 +49,19 @@ def make_run(root, rel, task, arch, width, top1, last_relu=True, steps=100,
                                   layer="pre_logits", split="val",
                                   pooling="adaptive_max", examples=100, dim=64,
                                   rankme=rankme)]
-  with open(os.path.join(workdir, "results.json"), "w") as f:
+  files = workdir_lib.Workdir(workdir)
+  with open(files.results_json, "w") as f:
     json.dump(results, f)
-  with open(os.path.join(workdir, "run.json"), "w") as f:
+  with open(files.run_json, "w") as f:
     json.dump(dict(command=f"python train_and_eval.py --workdir={workdir}", seed=seed,
                    git_commit="abc123-dirty", status="done"), f)
-  with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
+  with open(files.operative_config, "w") as f:
     f.write(f"get_model.name = '{arch}'\nget_model.width = {width}\n{gin}")
   return workdir
 
 
 def build(root, out=None, **kwargs):
-  summary = make_report.build_report(str(root), str(out or root), with_gallery=False,
+  summary = markdown.build_report(str(root), str(out or root), with_gallery=False,
                                      **kwargs)
   with open(summary["report"]) as f:
     return f.read(), summary
@@ -243,27 +246,28 @@ def test_places_and_table2_only_with_their_entries(grid):
 
 def test_cli(tmp_path, grid, capsys):
   out = tmp_path / "out"
-  assert make_report.main([str(grid), "--out", str(out), "--no-gallery",
+  assert report_cli.main([str(grid), "--out", str(out), "--no-gallery",
                            "--title", "Mini"]) == 0
   assert (out / "report.md").read_text().startswith("# Mini\n")
   assert "read 12 runs" in capsys.readouterr().out
   assert not (out / "runs").exists()
   # --copy-runs: each run's three small files beside the report, linked.
-  assert make_report.main([str(grid), "--out", str(out), "--no-gallery",
+  assert report_cli.main([str(grid), "--out", str(out), "--no-gallery",
                            "--copy-runs"]) == 0
   copied = sorted(os.path.relpath(p, out) for p in glob.glob(str(out / "runs" / "**"),
                                                               recursive=True)
                   if os.path.isfile(p))
   assert len(copied) == 12 * 3
   rel = copied[0].rsplit("/", 1)[0]
-  assert (out / rel / "results.json").read_text() == (
-      grid / rel[len("runs/"):] / "results.json").read_text()
+  copy, original = (workdir_lib.Workdir(d).results_json
+                    for d in (out / rel, grid / rel[len("runs/"):]))
+  assert open(copy).read() == open(original).read()
   report = (out / "report.md").read_text()
   assert (f"- files: [results.json]({rel}/results.json), [run.json]({rel}/run.json), "
           f"[operative_config.gin]({rel}/operative_config.gin)") in report
   empty = tmp_path / "empty"
   empty.mkdir()
-  assert make_report.main([str(empty)]) == 2
+  assert report_cli.main([str(empty)]) == 2
   assert "no results.json under" in capsys.readouterr().err
 
 
@@ -276,43 +280,47 @@ def test_nearest_by_cosine_in_chunks():
   expected = [[0, 6, 4], [1, 2, 4], [3, 5, 1]]
   for chunk in (1, 2, 4, 100):
     np.testing.assert_array_equal(
-        make_report.nearest(query, reference, 3, chunk=chunk), expected)
-  np.testing.assert_array_equal(make_report.nearest(query[:1], reference, 1), [[0]])
-  np.testing.assert_array_equal(make_report.query_indices(100), [0, 19, 39, 59, 79, 99])
-  np.testing.assert_array_equal(make_report.query_indices(3), [0, 1, 2])
+        knn.nearest(reference, query, 3, chunk_rows=chunk)[1], expected)
+  np.testing.assert_array_equal(knn.nearest(reference, query[:1], 1)[1], [[0]])
+  np.testing.assert_array_equal(gallery.query_indices(100), [0, 19, 39, 59, 79, 99])
+  np.testing.assert_array_equal(gallery.query_indices(3), [0, 1, 2])
 
 
 def test_parse_gin_joins_continued_lines():
   text = ("include 'a.gin'\n# Parameters for get_model:\n"
           "get_model.representation_size = 2048\n"
           "experiment.protocols = \\\n    ['linear_lbfgs', 'mlp_sgd']\nx.y = None\n")
-  assert make_report.parse_gin(text) == {
+  assert report_runs.parse_gin(text) == {
       "get_model.representation_size": "2048",
       "experiment.protocols": "['linear_lbfgs', 'mlp_sgd']", "x.y": "None"}
 
 
-def test_the_report_builder_does_not_import_tensorflow():
-  code = ("import importlib.util, sys; s = importlib.util.spec_from_file_location("
-          f"'m', {os.path.join(ROOT, 'scripts', 'make_report.py')!r}); "
-          "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); "
+def test_the_report_builder_does_not_import_tensorflow(tmp_path):
+  # The whole builder but the gallery, imported and run on a sweep.
+  make_run(tmp_path / "sweep", "rot/revnet50_k1", "rotation", "revnet50", 1, 40.0)
+  code = ("import sys; from study.report import __main__ as m; "
+          f"m.main([{str(tmp_path / 'sweep')!r}, '--no-gallery']); "
           "print('tensorflow' in sys.modules)")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       check=True).stdout
-  assert out.strip() == "False"
+                       check=True, cwd=ROOT).stdout
+  assert out.strip().splitlines()[-1] == "False"
 
 
 def write_cache(workdir, split, features, steps=100, pooling="adaptive_max"):
-  entry_dir = os.path.join(workdir, "features", f"{split}-pre_logits-0123456789abcdef")
+  """A feature cache entry as an evaluation leaves it, where the cache finds it."""
+  cache = feature_cache.FeatureCache(workdir_lib.Workdir(workdir).features)
+  key = cache.key(trunk=dict(kind="checkpoint", step=steps, path="x"),
+                  dataset="fashion_mnist", split=split, num_examples=len(features),
+                  layer="pre_logits", pooling=pooling, preprocess="decode")
+  entry_dir = cache.path(key)
   os.makedirs(entry_dir)
-  key = dict(split=split, layer="pre_logits", dataset="fashion_mnist", pooling=pooling,
-             trunk=dict(kind="checkpoint", step=steps, path="x"))
   with open(os.path.join(entry_dir, "key.json"), "w") as f:
     json.dump(key, f)
   np.save(os.path.join(entry_dir, "features.npy"), features.astype(np.float32))
   np.save(os.path.join(entry_dir, "labels.npy"), np.arange(len(features)) % 10)
 
 
-def test_gallery_without_tensorflow(tmp_path, monkeypatch):
+def test_gallery_with_stand_in_images(tmp_path, monkeypatch):
   root = tmp_path / "sweep"
   rng = np.random.default_rng(0)
   val, train = rng.normal(size=(12, 8)), rng.normal(size=(30, 8))
@@ -326,11 +334,11 @@ def test_gallery_without_tensorflow(tmp_path, monkeypatch):
   def fake_load_images(dataset, split, indices, data_dir=None, manual_dir=None):
     requested[split] = sorted({int(i) for i in indices})
     return {int(i): np.full((8, 8, 1), int(i), np.uint8) for i in indices}, None
-  monkeypatch.setattr(make_report, "load_images", fake_load_images)
-  summary = make_report.build_report(str(root))
+  monkeypatch.setattr(gallery, "load_images", fake_load_images)
+  summary = markdown.build_report(str(root))
   report = open(summary["report"]).read()
   # The queries: 6 evenly spaced val rows; the references: their 5 nearest by cosine.
-  queries = make_report.query_indices(12)
+  queries = gallery.query_indices(12)
   unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
   nn = np.argsort(-(unit(val[queries]) @ unit(train).T), axis=1)[:, :5]
   assert requested == {"val": list(queries), "train": sorted(set(nn.ravel()))}
@@ -343,8 +351,8 @@ def test_gallery_without_tensorflow(tmp_path, monkeypatch):
 
   def broken(*args, **kwargs):
     raise FileNotFoundError("no fashion_mnist here")
-  monkeypatch.setattr(make_report, "load_images", broken)
-  report = open(make_report.build_report(str(root))["report"]).read()
+  monkeypatch.setattr(gallery, "load_images", broken)
+  report = open(markdown.build_report(str(root))["report"]).read()
   assert "could not load fashion_mnist images (FileNotFoundError: no fashion_mnist " \
          "here); no gallery." in report
   assert not png.exists()  # the earlier build's gallery is not left behind
@@ -359,10 +367,62 @@ def test_seeds_show_mean_and_deviation(tmp_path):
   make_run(root, "a/rot", "rotation", "revnet50", 4, 60.0, extra_entries=sgd)
   make_run(root, "a/ex", "exemplar", "revnet50", 4, 55.0,
            extra_entries=[entry(50.0, protocol="linear_sgd", eval_split="test")])
-  make_report.build_report(str(root), with_gallery=False)
+  markdown.build_report(str(root), with_gallery=False)
   report = (root / "report.md").read_text()
   assert "| Rotation | RevNet50 k=4 | [73.0 ± 3.6](#run-2) |" in report
   assert "| Exemplar | RevNet50 k=4 | [50.0](#run-1) |" in report
   # The appendix lists the merged entry once.
   assert report.count("| linear_sgd | fashion_mnist | `trained@100` |") == 2
   assert "| 73.00 ± 3.61 (seeds 0, 1, 2) | 99.00 |" in report
+
+
+def test_a_task_the_report_has_never_heard_of_gets_its_own_column_and_row(tmp_path):
+  root = tmp_path / "sweep"
+  sgd = lambda v: [entry(v, protocol="linear_sgd", eval_split="test")]  # noqa: E731
+  make_run(root, "a/colorization", "colorization", "revnet50", 1, 61.0,
+           extra_entries=sgd(60.0), rankme=3.0)
+  make_run(root, "b/rotation", "rotation", "revnet50", 1, 50.0, extra_entries=sgd(49.0),
+           rankme=2.0)
+  make_run(root, "c/supervised", "supervised", "revnet50", 1, 70.0,
+           extra_entries=sgd(69.0), rankme=1.0)
+  make_run(root, "d/rotation", "rotation", "resnet50_v1", 1, 40.0, rankme=4.0)
+  report, _ = build(root)
+  header, rows = table_rows(report, "Table 1 layout: fashion_mnist")
+  # After the known columns, under its own name; it competes as a pretext task.
+  assert header == ["Rotation k=1", "Supervised k=1", "colorization k=1"]
+  assert rows["RevNet50"] == ["[**50.0**](#run-2)", "[70.0](#run-3)",
+                              "<u>[61.0](#run-1)</u>"]
+  assert "| Rotation | RevNet50 k=1 | [49.0](#run-2) |\n" \
+         "| Supervised | RevNet50 k=1 | [69.0](#run-3) |\n" \
+         "| colorization | RevNet50 k=1 | [60.0](#run-1) |" in report
+  assert "| task: colorization | 1 |" in report
+  assert "- task: colorization (column colorization)" in report
+
+
+def test_the_report_names_no_absolute_path(tmp_path):
+  root = tmp_path / "machine" / "checkout" / "workdirs" / "sweep"
+  workdir = make_run(root, "table1/rotation/revnet50_k1", "rotation", "revnet50", 1,
+                     50.0)
+  checkout = tmp_path / "machine" / "checkout"
+  recorded = (f"{tmp_path}/venv/bin/python3 {checkout}/train_and_eval.py "
+              f"--config={checkout}/configs/miniature/rotation.gin --workdir={workdir} "
+              "--gin_bindings=get_model.width = 1")
+  evaluation = (f"/usr/bin/python {checkout}/evaluation/__main__.py "
+                f"--workdir={workdir} --protocol=knn")
+  with open(workdir_lib.Workdir(workdir).run_json, "w") as f:
+    json.dump(dict(invocations=[dict(command=recorded), dict(command=evaluation)]), f)
+  out = tmp_path / "published"
+  report, _ = build(root, out)
+  assert str(tmp_path) not in report
+  assert "- sweep root: `../machine/checkout/workdirs/sweep`" in report
+  # Run from the checkout: the paths in it relative to it.
+  assert ("- commands: `python train_and_eval.py --config=configs/miniature/rotation.gin "
+          "--workdir=workdirs/sweep/table1/rotation/revnet50_k1 --gin_bindings="
+          "get_model.width = 1`; then `python -m evaluation "
+          "--workdir=workdirs/sweep/table1/rotation/revnet50_k1 --protocol=knn`") in report
+  # A sweep root outside the checkout is named `<root>`.
+  run = report_runs.load_runs(str(root))[0][0]
+  assert markdown.portable(f"python {checkout}/train_and_eval.py --workdir=/data/runs/"
+                           "table1/rotation/revnet50_k1 --data_dir=/data/tfds", run) == (
+      "python train_and_eval.py --workdir=<root>/table1/rotation/revnet50_k1 "
+      "--data_dir=/data/tfds")

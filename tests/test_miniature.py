@@ -1,6 +1,5 @@
 """The Fashion-MNIST miniature: its grid (every trunk, task, Rnd and supervised
 at two widths, the figures' runs in their cells' workdirs) and its configs."""
-import importlib.util
 import inspect
 import os
 
@@ -11,14 +10,12 @@ import train_and_eval  # noqa: F401  (registers experiment.*)
 from evaluation import linear_eval
 from models import layers
 from self_supervision import trainer as trainer_lib
+from study.grid import cells as study_cells
+from study.grid import grids
 from training import config as config_lib
 from training import schedule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location(
-    "study_grid", os.path.join(ROOT, "scripts", "study_grid.py"))
-study_grid = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(study_grid)
 
 FASHION_TRAIN = 55_000
 
@@ -28,17 +25,17 @@ def by_name_of(runs):
 
 
 def test_the_grid_has_every_cell_and_the_figures_reuse_their_workdirs(tmp_path):
-  runs = study_grid.runs("miniature")
+  runs = grids.runs("miniature")
   cells = [r for r in runs if r.name.startswith("miniature/")]
   # k = 1: every trunk x Rnd, 4 tasks, supervised; k = 2: Rnd on every trunk,
   # the 4 tasks on RevNet50 and ResNet50 v1, rotation and exemplar on
   # VGG19-BN. All k = 1 cells first.
   assert len(cells) == 36 + 6 + 10
   names = [tuple(r.name.split("/")[1:]) for r in cells]
-  assert set(names[:36]) == {(task, f"{trunk}_k1") for task in study_grid.MINIATURE_TASKS
-                             for trunk in study_grid.TRUNK_NAMES}
+  assert set(names[:36]) == {(task, f"{trunk}_k1") for task in study_cells.MINIATURE_TASKS
+                             for trunk in study_cells.TRUNK_NAMES}
   assert set(names[36:]) == {("random_init", f"{trunk}_k2")
-                             for trunk in study_grid.TRUNK_NAMES} | {
+                             for trunk in study_cells.TRUNK_NAMES} | {
       (task, f"{trunk}_k2") for task in ("rotation", "exemplar", "jigsaw",
                                          "relative_patch_location")
       for trunk in ("revnet50", "resnet50_v1", "vgg19_bn")} - {
@@ -55,10 +52,10 @@ def test_the_grid_has_every_cell_and_the_figures_reuse_their_workdirs(tmp_path):
       "get_model.name = 'revnet50'", "get_model.width = 2",
       "get_model.last_relu = False",
       "experiment.protocols = ['linear_lbfgs', 'mlp_sgd_features']")
-  assert minus.expect == (study_grid.MINIATURE_LINEAR, study_grid.MINIATURE_MLP)
+  assert minus.expect == (study_cells.MINIATURE_LINEAR, study_cells.MINIATURE_MLP)
   assert by_name["miniature/exemplar/vgg19_bn_k2"].expect == minus.expect
   assert by_name["miniature/rotation/vgg19_bn_k1"].expect == (
-      study_grid.MINIATURE_LINEAR,)
+      study_cells.MINIATURE_LINEAR,)
   # Fig. 5: five layers on 20% of the labels; Fig. 7: 10%; both in the cell's
   # workdir, after it in the grid (the sweep joins them into one job).
   cell_dirs = {r.workdir(str(tmp_path)) for r in cells}
@@ -76,10 +73,10 @@ def test_the_grid_has_every_cell_and_the_figures_reuse_their_workdirs(tmp_path):
   assert runs.index(fig7) > runs.index(by_name["miniature/exemplar/revnet50_k2"])
 
 
-@pytest.mark.parametrize("task", study_grid.MINIATURE_TASKS)
+@pytest.mark.parametrize("task", study_cells.MINIATURE_TASKS)
 def test_each_task_config_is_the_miniature_protocol(task, clean_gin):
   del clean_gin
-  run = study_grid.miniature_cell(task, "resnet50_v2_minus", 2)
+  run = grids.miniature_cell(task, "resnet50_v2_minus", 2)
   config_lib.parse([os.path.join(ROOT, c) for c in run.configs], run.bindings)
   experiment = gin.get_bindings("experiment")
   assert experiment["dataset"] == "fashion_mnist"

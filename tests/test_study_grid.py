@@ -1,8 +1,8 @@
 """The study's grid: 72 Table 1 cells whose configs the generator reproduces,
 and every ImageNet config checked against SPEC's numbers."""
 import glob
-import importlib.util
 import inspect
+import json
 import os
 
 import gin
@@ -13,14 +13,16 @@ from models import registry as models_registry
 from self_supervision import patch_task
 from self_supervision import task as task_lib
 from self_supervision import trainer as trainer_lib
+from study.grid import cells as study_cells
+from study.grid import configs
+from study.grid import cost
+from study.grid import grids
+from study.grid import plan
 from training import config as config_lib
 from training import schedule
+from training import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location(
-    "study_grid", os.path.join(ROOT, "scripts", "study_grid.py"))
-study_grid = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(study_grid)
 
 IMAGENET_CONFIGS = sorted(
     os.path.relpath(p, ROOT)
@@ -28,13 +30,13 @@ IMAGENET_CONFIGS = sorted(
 
 
 def test_table1_has_the_papers_72_cells():
-  cells = study_grid.table1_cells()
+  cells = study_cells.table1_cells()
   assert len(cells) == 72 == len(set(cells))
-  per_task = {t: sum(c[0] == t for c in cells) for t in study_grid.TASK_NAMES}
+  per_task = {t: sum(c[0] == t for c in cells) for t in study_cells.TASK_NAMES}
   assert per_task == {"random_init": 6, "rotation": 24, "exemplar": 18,
                       "relative_patch_location": 12, "jigsaw": 12}
   # SPEC §8's headline cells.
-  paper = study_grid.PAPER_TABLE1
+  paper = study_cells.PAPER_TABLE1
   assert paper[("rotation", "revnet50", 16)] == 53.7
   assert paper[("exemplar", "resnet50_v1", 12)] == 47.7
   assert paper[("relative_patch_location", "resnet50_v1", 8)] == 50.5
@@ -45,19 +47,19 @@ def test_table1_has_the_papers_72_cells():
 
 
 def test_the_generator_reproduces_every_committed_table1_config():
-  assert study_grid.check() == []
+  assert configs.check() == []
   assert len([p for p in IMAGENET_CONFIGS if "supervised" not in p]) == 72
 
 
 def test_check_names_a_changed_cell(tmp_path):
-  study_grid.write(str(tmp_path))
+  configs.write(str(tmp_path))
   path = tmp_path / "configs" / "rotation" / "imagenet_revnet50_k16.gin"
   path.write_text(path.read_text().replace("width = 16", "width = 15"))
   (tmp_path / "configs" / "rotation" / "imagenet_alexnet_k1.gin").write_text("")
-  assert study_grid.check(str(tmp_path)) == [
+  assert configs.check(str(tmp_path)) == [
       "differs from the generator: configs/rotation/imagenet_revnet50_k16.gin",
       "not a Table 1 cell: configs/rotation/imagenet_alexnet_k1.gin"]
-  assert study_grid.write(str(tmp_path)) == ["configs/rotation/imagenet_revnet50_k16.gin"]
+  assert configs.write(str(tmp_path)) == ["configs/rotation/imagenet_revnet50_k16.gin"]
 
 
 def _setting(fn, configurable, name):
@@ -80,7 +82,7 @@ def test_every_imagenet_config_is_what_spec_says(path, clean_gin):
   folder = path.split(os.sep)[1]
   name = os.path.basename(path)[len("imagenet_"):-len(".gin")]
   trunk, k = name.rsplit("_k", 1)
-  _, _, model, last_relu = study_grid.TRUNKS[study_grid.TRUNK_NAMES.index(trunk)]
+  _, _, model, last_relu = study_cells.TRUNKS[study_cells.TRUNK_NAMES.index(trunk)]
 
   experiment = gin.get_bindings("experiment")
   assert experiment["dataset"] == "imagenet2012" and experiment.get("seed", 0) == 0
@@ -157,16 +159,63 @@ def test_table2_adds_the_sgd_protocol_on_trainval_to_test(clean_gin):
 
 def test_cell_compute_is_counted_from_the_flops_table():
   from models import flops
-  train, evaluate = study_grid.cell_flops("rotation", "resnet50_v2", 4)
+  train, evaluate = cost.cell_flops("rotation", "resnet50_v2", 4)
   forward = flops.count_flops("resnet50_v2", 4, image_size=224)
   assert forward == pytest.approx(8.17e9, rel=1e-3)
   assert train == 3 * 4 * forward * 1_231_167 * 35
   assert evaluate == forward * 1_281_167
-  assert study_grid.cell_flops("random_init", "vgg19_bn", 4)[0] == 0
-  patch_train, patch_eval = study_grid.cell_flops("jigsaw", "resnet50_v1", 8)
+  assert cost.cell_flops("random_init", "vgg19_bn", 4)[0] == 0
+  patch_train, patch_eval = cost.cell_flops("jigsaw", "resnet50_v1", 8)
   patch = flops.count_flops("resnet50_v1", 8, image_size=64, patch_mode=True,
                             num_classes=1000)
   assert patch_eval == 9 * patch * 1_281_167
   assert patch_train > 3 * 9 * patch * 1_231_167 * 35
-  table = study_grid.cost_table(100.0)
+  table = cost.cost_table(100.0)
   assert "Table 1 (72 cells)" in table and len(table.splitlines()) == 2 + 72 + 5 + 2
+
+
+def _synthetic_results(workdir, task, steps=100):
+  """A finished run's results.json with the Table 1 entry of its final trunk."""
+  os.makedirs(workdir)
+  with open(workdir_lib.Workdir(workdir).results_json, "w") as f:
+    json.dump({"run": dict(task=task, dataset="imagenet2012", steps=steps,
+                           total_steps=steps),
+               "pretext": {}, "evaluations": [dict(
+                   protocol="linear_lbfgs", trunk=f"trained@{steps}", layer="pre_logits",
+                   fraction=1.0, eval_split="val", train_split="train", top1=1.0)]}, f)
+
+
+def test_the_grid_plans_cells_of_a_task_it_has_never_heard_of(tmp_path):
+  checkout, root = tmp_path / "checkout", tmp_path / "runs"
+  # No config yet: the error names the file a new task's cells need.
+  with pytest.raises(SystemExit, match=r"Unknown grid 'table1:colorization'.*"
+                     r"table1:<task> \(needs configs/common/<task>_imagenet.gin\)"):
+    grids.runs("table1:colorization", str(checkout))
+  (checkout / "configs" / "common").mkdir(parents=True)
+  (checkout / "configs" / "common" / "colorization_imagenet.gin").write_text("")
+  (checkout / "configs" / "miniature").mkdir()
+  (checkout / "configs" / "miniature" / "colorization.gin").write_text("")
+  _synthetic_results(str(root / "table1" / "colorization" / "vgg19_bn_k8"), "colorization")
+  rows = plan.plan("table1:colorization", str(root), "py", str(checkout))
+  # Every trunk at the widths every paper task has, k = 4 first.
+  assert [r[1] for r in rows] == [f"table1/colorization/{t}_k{k}" for k in (4, 8)
+                                  for t in study_cells.TRUNK_NAMES]
+  assert [r[0] for r in rows] == ["new"] * 11 + ["done"]
+  assert rows[3][3] == (
+      f"py {checkout}/train_and_eval.py "
+      f"--config={checkout}/configs/common/colorization_imagenet.gin "
+      f"--config={checkout}/configs/common/linear_eval_table1.gin "
+      f"--workdir={root}/table1/colorization/revnet50_minus_k4 "
+      "'--gin_bindings=get_model.name = '\"'\"'revnet50'\"'\"'' "
+      "'--gin_bindings=get_model.width = 4' '--gin_bindings=get_model.last_relu = False'")
+  # The miniature: a pretext task's cells (k = 1 on every trunk, k = 2 on three).
+  mini = grids.runs("miniature:colorization", str(checkout))
+  assert [r.name for r in mini] == (
+      [f"miniature/colorization/{t}_k1" for t in study_cells.TRUNK_NAMES]
+      + [f"miniature/colorization/{t}_k2" for t in study_cells.MINIATURE_WIDE_TRUNKS])
+  assert mini[0].configs == ("configs/miniature/colorization.gin",)
+  # A known task's column is the committed cells, a trunk name is still a row.
+  assert grids.runs("table1:rotation", str(checkout)) == grids.GRIDS["table1:rotation"]
+  with pytest.raises(SystemExit, match="Unknown grid 'miniature:revnet50'"):
+    grids.runs("miniature:revnet50", str(checkout))
+  assert study_cells.label("colorization") == "colorization"

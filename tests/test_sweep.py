@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from training import workdir as workdir_lib
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = os.path.join(ROOT, "scripts", "sweep.sh")
 
@@ -24,7 +26,7 @@ def _sweep(*args, check=True, timeout=120):
 def _finish(workdir, evaluations, steps=100, total_steps=100):
   """A results.json as a run leaves it (finished when steps == total_steps)."""
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "results.json"), "w") as f:
+  with open(workdir_lib.Workdir(workdir).results_json, "w") as f:
     json.dump({"run": {"steps": steps, "total_steps": total_steps}, "pretext": {},
                "evaluations": [dict(e, trunk=f"trained@{steps}") for e in evaluations]},
               f)
@@ -106,11 +108,12 @@ def test_table2_on_a_finished_cell_still_needs_its_sgd_entry(tmp_path):
   assert places[1].strip() == (
       f"cd {ROOT} && {sys.executable} -m evaluation --workdir={tmp_path}/table1/"
       f"rotation/revnet50_k16 '--dataset=places205|places365' --protocol=linear_sgd")
-  with open(tmp_path / "table1/rotation/revnet50_k16/results.json") as f:
+  cell = workdir_lib.Workdir(tmp_path / "table1/rotation/revnet50_k16")
+  with open(cell.results_json) as f:
     doc = json.load(f)
   doc["run"]["dataset"] = "imagenet2012"
   doc["evaluations"].append(dict(doc["evaluations"][-1], dataset="places365"))
-  with open(tmp_path / "table1/rotation/revnet50_k16/results.json", "w") as f:
+  with open(cell.results_json, "w") as f:
     json.dump(doc, f)
   out = _sweep("table2", "--root", str(tmp_path), "--dry-run").stdout
   assert out.splitlines()[8].split() == ["done", "table2/rotation/revnet50_k16_places"]
@@ -160,7 +163,8 @@ def test_a_real_sweep_skips_resumes_and_goes_on_after_a_failure(tmp_path):
   # A corrupt results.json makes the supervised run fail; the sweep goes on.
   broken = root / "fashion_mnist" / "supervised"
   broken.mkdir(parents=True)
-  (broken / "results.json").write_text("{not json")
+  with open(workdir_lib.Workdir(broken).results_json, "w") as f:
+    f.write("{not json")
   proc = _sweep(*grid, *extra, check=False, timeout=1800)
   assert proc.returncode == 1, proc.stdout[-3000:]
   out = proc.stdout
@@ -173,12 +177,12 @@ def test_a_real_sweep_skips_resumes_and_goes_on_after_a_failure(tmp_path):
   log = (broken / "sweep.log").read_text()
   assert f"Error: {broken}/results.json is not valid JSON" in log
   assert "Traceback" not in log
-  with open(root / "fashion_mnist" / "random_init" / "results.json") as f:
+  with open(workdir_lib.Workdir(root / "fashion_mnist" / "random_init").results_json) as f:
     entries = json.load(f)["evaluations"]
   assert [(e["protocol"], e["trunk"], e["eval_split"]) for e in entries] == [
       ("linear_lbfgs", "trained@0", "test")]
 
-  (broken / "results.json").unlink()
+  os.remove(workdir_lib.Workdir(broken).results_json)
   out = _sweep(*grid, *extra, timeout=1800).stdout
   assert "[sweep] 1/2 fashion_mnist/random_init: done, skipped." in out
   assert out.splitlines()[-1] == (
@@ -194,7 +198,7 @@ def test_a_preempted_run_stops_the_sweep_with_status_75(tmp_path):
   stub = tmp_path / "python"
   stub.write_text(
       "#!/bin/sh\n"
-      f'case "$1" in *study_grid.py) exec {sys.executable} "$@";; esac\n'
+      f'case "$1 $2" in "-m study.grid") exec {sys.executable} "$@";; esac\n'
       'case "$*" in *revnet50_k8*) echo "Preempted: saved ckpt-5" >&2; exit 75;; esac\n'
       "exit 0\n")
   os.chmod(stub, 0o755)
@@ -219,7 +223,7 @@ def test_jobs_run_workdirs_side_by_side_with_a_share_of_the_cores(tmp_path):
   stub = tmp_path / "python"
   stub.write_text(
       "#!/bin/bash\n"
-      f'case "$1" in *study_grid.py) exec {sys.executable} "$@";; esac\n'
+      f'case "$1 $2" in "-m study.grid") exec {sys.executable} "$@";; esac\n'
       'name=$(echo "$*" | grep -o "workdir=[^ ]*" | sed "s|.*/||")\n'
       'table=$(echo "$*" | grep -c linear_eval_table2 || true)\n'
       f'echo "start $name $table $TF_NUM_INTRAOP_THREADS $(date +%s%N)" >> {log}\n'

@@ -123,7 +123,7 @@ def test_train_and_eval_writes_the_workdir_contract_and_resumes(tmp_path):
   # The report builder on this real run: its Table 1 cell, linked to the run,
   # and a nearest-neighbour gallery read from its feature cache.
   report_out = tmp_path / "report"
-  proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_report.py"),
+  proc = subprocess.run([sys.executable, "-m", "study.report",
                          str(tmp_path), "--out", str(report_out)],
                         capture_output=True, text=True, cwd=ROOT, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
