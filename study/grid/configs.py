@@ -28,7 +28,7 @@ def cell_text(task: str, trunk: str, k: int) -> str:
       f"{cells.PAPER_TABLE1[(task, trunk, k)]}% linear top-1).\n"
       f"# {what} (SPEC §1, §2);\n"
       f"# scored by the Table 1 protocol (SPEC §5).\n"
-      f"# Written by `python scripts/study_grid.py write`: edit the generator or\n"
+      f"# Written by `python -m study.grid write`: edit the generator or\n"
       f"# the includes, not this file.\n"
       f"include '{cells.task_config(task)}'\n"
       f"include 'configs/common/linear_eval_table1.gin'\n"
