@@ -403,7 +403,9 @@ class Task(abc.ABC):
   def trunk(self, model: keras.Model) -> keras.Model:
     """The trunk inside the trained network (what is exported and evaluated).
 
-    The trunk maps trunk inputs [B,H,W,3] to (logits, end_points).
+    The trunk maps trunk inputs [B,H,W,3] to (logits, end_points). Override
+    it when `build_model`'s network wraps the trunk (a pretext head):
+    `make_model` refuses a network that holds a trunk it does not return.
     """
     return model
 
