@@ -7,10 +7,11 @@ The pieces live in files of their own, one job each:
   self_supervision/hub_metadata.py  assets/metadata.json and README.md;
   training/checkpoints.py           finding and restoring checkpoints.
 This file joins them: `export_module` saves one module, `export_run` exports
-a run's checkpoints to `<workdir>/export/hub/<step>/` at the end of training
+a run's checkpoints to `Workdir.hub_export(step)` at the end of training
 (gin: `hub_export.*`), and scripts/export_hub.py exports any checkpoint later
-through `restore_trained_model` and `export_module`. The names other code reads (signature names, `HubModule`,
-`read_metadata`, ...) are re-exported here so that callers import one module.
+through `restore_trained_model` and `export_module`. The names other code
+reads (signature names, `HubModule`, `read_metadata`, ...) are re-exported
+here so that callers import one module.
 """
 import os
 import shutil
@@ -24,6 +25,7 @@ from self_supervision import hub_metadata
 from self_supervision import hub_module
 from self_supervision import task as task_lib
 from training import checkpoints
+from training import workdir as workdir_lib
 
 # Re-exported: callers (train_and_eval.py, evaluation/, scripts/, tests) use
 # them as `export.<name>`.
@@ -37,12 +39,10 @@ PATCHES_REPRESENTATION_SIGNATURE = hub_module.PATCHES_REPRESENTATION_SIGNATURE
 INPUT_RANGE = hub_module.INPUT_RANGE
 read_metadata = hub_metadata.read
 
-HUB_SUBDIR = os.path.join("export", "hub")
 
-
-def hub_export_dir(workdir: str, step: int) -> str:
-  """Where the module of `step` lives in a run's workdir."""
-  return os.path.join(workdir, HUB_SUBDIR, str(int(step)))
+def hub_export_dir(workdir, step: int) -> str:
+  """Where the module of `step` lives in a run's workdir (a path or Workdir)."""
+  return workdir_lib.of(workdir).hub_export(step)
 
 
 def is_exported(path: str) -> bool:
@@ -50,13 +50,13 @@ def is_exported(path: str) -> bool:
   return os.path.isfile(os.path.join(path, "saved_model.pb"))
 
 
-def exported_steps(workdir: str) -> Sequence[int]:
-  """Steps with a finished export under workdir/export/hub/, ascending."""
-  root = os.path.join(workdir, HUB_SUBDIR)
-  if not os.path.isdir(root):
+def exported_steps(workdir) -> Sequence[int]:
+  """Steps with a finished export in a run's workdir, ascending."""
+  run = workdir_lib.of(workdir)
+  if not os.path.isdir(run.hub_exports):
     return []
-  return sorted(int(d) for d in os.listdir(root)
-                if d.isdigit() and is_exported(os.path.join(root, d)))
+  return sorted(int(d) for d in os.listdir(run.hub_exports)
+                if d.isdigit() and is_exported(run.hub_export(int(d))))
 
 
 def export_module(task: task_lib.Task, model: keras.Model, output_dir: str, *,
@@ -123,7 +123,7 @@ def restore_trained_model(task: task_lib.Task, checkpoint: str) -> keras.Model:
         f"{checkpoint} does not hold every variable of the {task.name} network "
         f"built from the current gin bindings (architecture, width, task "
         f"options must be the run's; scripts/export_hub.py reads them from the "
-        f"run's operative_config.gin): {e}") from e
+        f"run's {workdir_lib.OPERATIVE_CONFIG}): {e}") from e
   return model
 
 
@@ -151,7 +151,7 @@ def export_run(task: task_lib.Task, workdir: str, step: int, *,
                enabled: bool = True, every_checkpoint: bool = False,
                info: Optional[Dict] = None,
                log: Callable[[str], None] = print) -> List[str]:
-  """Exports a run's trunk to workdir/export/hub/<step>/ after training.
+  """Exports a run's trunk to its workdir's `hub_export(step)` after training.
 
   Each module is built from its checkpoint on disk (not from the training
   model, whose variables may be mirrored across replicas), so it is the same

@@ -21,6 +21,7 @@ import tensorflow as tf
 from datasets import preprocess_registry
 from self_supervision import export
 from self_supervision import task as task_lib
+from training import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -90,7 +91,7 @@ def rotation_run(tmp_path_factory):
   The script runs in its own process while this one exports the jigsaw
   module (see `jigsaw`), so the two exports overlap.
   """
-  workdir = tmp_path_factory.mktemp("rotation_run")
+  workdir = workdir_lib.Workdir(tmp_path_factory.mktemp("rotation_run"))
   task, model = _build(ROTATION_GIN, "rotation")
   gin.clear_config()
   _calibrate_batch_norm(task.trunk(model), (8, 16, 16, 3), seed=1)
@@ -99,14 +100,15 @@ def rotation_run(tmp_path_factory):
   # As the trainer saves: the model and the optimizer, numbered by step.
   manager = tf.train.CheckpointManager(
       tf.train.Checkpoint(model=model, optimizer=optimizer),
-      str(workdir / "checkpoints"), max_to_keep=3)
+      workdir.checkpoints, max_to_keep=3)
   manager.save(checkpoint_number=7)
-  (workdir / "operative_config.gin").write_text(ROTATION_GIN)
+  with open(workdir.operative_config, "w") as f:
+    f.write(ROTATION_GIN)
   process = subprocess.Popen(
       [sys.executable, os.path.join(ROOT, "scripts", "export_hub.py"),
        f"--workdir={workdir}"],
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-  yield task, model, str(workdir), process
+  yield task, model, workdir.path, process
   if process.poll() is None:
     process.kill()
 

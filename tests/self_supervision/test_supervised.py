@@ -14,6 +14,7 @@ import train_and_eval
 from datasets import registry
 from self_supervision import task as task_lib
 from self_supervision import trainer as trainer_lib
+from training import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -125,10 +126,11 @@ def test_random_init_trains_zero_steps_end_to_end(tmp_path, monkeypatch):
   (entry,) = results["evaluations"]
   assert entry["trunk"] == "trained@0" and entry["layer"] == "pre_logits"
   assert entry["protocol"] == "linear_lbfgs"
-  with open(tmp_path / "results.json") as f:
+  run = workdir_lib.Workdir(tmp_path)
+  with open(run.results_json) as f:
     assert json.load(f)["run"]["steps"] == 0
   # The initialisation is saved as step 0, for --mode=eval and the export.
-  assert tf.train.latest_checkpoint(tmp_path / "checkpoints").endswith("ckpt-0")
+  assert tf.train.latest_checkpoint(run.checkpoints).endswith("ckpt-0")
 
 
 @pytest.mark.slow

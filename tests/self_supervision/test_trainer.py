@@ -12,6 +12,7 @@ import fake_data
 from datasets import input_pipeline
 from self_supervision import task as task_lib
 from self_supervision import trainer as trainer_lib
+from training import workdir as workdir_lib
 
 PP = ("rotation.pp_train = 'decode|resize(16)|value_range(-1, 1)|rotate'\n"
       "rotation.pp_representation = 'decode|resize(16)|value_range(-1, 1)'\n"
@@ -44,7 +45,7 @@ def test_checkpoint_resume_nan_and_continue(tmp_path):
   assert trainer.total_steps == 10  # 40 images / batch 4, one epoch
   assert trainer.train() == 10
   assert os.path.basename(trainer.manager.latest_checkpoint) == "ckpt-10"
-  assert os.path.isdir(tmp_path / "summaries")
+  assert os.path.isdir(workdir_lib.Workdir(tmp_path).summaries)
   weights = [v.numpy() for v in trainer.model.trainable_variables]
 
   # A new trainer on the same workdir (as a new process would) resumes at 10
@@ -97,7 +98,7 @@ def test_init_from_another_runs_workdir_then_resume_wins(tmp_path):
 
   # 0 epochs from the other run's workdir (the fig8 runs): its newest
   # checkpoint, the model only; the new run counts from step 0.
-  init = _trainer(tmp_path / "eval", epochs=0,
+  init = _trainer(tmp_path / "init_run", epochs=0,
                   init_checkpoint=str(tmp_path / "source"))
   assert init.train() == 0
   for a, b in zip(weights, init.model.trainable_variables):
@@ -107,13 +108,13 @@ def test_init_from_another_runs_workdir_then_resume_wins(tmp_path):
   # Once the run has its own checkpoint, that one wins over init_checkpoint.
   with gin.unlock_config():
     gin.bind_parameter("scaled_learning_rate.base_lr", 0.1)
-  again = _trainer(tmp_path / "eval", epochs=1,
+  again = _trainer(tmp_path / "init_run", epochs=1,
                    init_checkpoint=str(tmp_path / "missing"))
   assert again.restore() == 0
 
+  no_checkpoints = workdir_lib.Workdir(tmp_path / "init_run").summaries
   with pytest.raises(FileNotFoundError, match="train that run first"):
-    _trainer(tmp_path / "fresh", init_checkpoint=str(tmp_path / "eval" / "summaries")
-             ).train()
+    _trainer(tmp_path / "fresh", init_checkpoint=no_checkpoints).train()
 
 
 def test_a_resumed_run_ends_with_the_weights_of_the_uninterrupted_one(tmp_path):
