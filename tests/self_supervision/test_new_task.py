@@ -177,3 +177,21 @@ def test_the_reloaded_export_evaluates_like_the_trained_trunk(run, tmp_path):
                          workdir=str(tmp_path), overrides=LINEAR, **QUIET)
   assert entry["trunk"] == f"hub:{run['module']}"
   assert entry["top1"] == run["linear"]["top1"]
+
+
+def test_the_report_shows_it_under_its_name(finished_run, tmp_path):
+  from study.report import markdown as report_lib  # TF-free but for the gallery
+  root = str(finished_run.path)
+  built = report_lib.build_report(root, out=str(tmp_path), with_gallery=False)
+  assert built["runs"] == 1
+  text = open(built["report"]).read()
+  assert NAME in text
+  top1 = results_lib.load(root)["evaluations"][0]["top1"]  # in percent
+  rows = [line for line in text.splitlines()
+          if line.startswith("| linear_lbfgs |") and f"| {top1:.2f} |" in line]
+  assert len(rows) == 1, text
+  # A Table 1 column of its own, and its run's row with the pretext accuracy.
+  assert f"| Trunk | {NAME} k=1 |" in text
+  pretext = 100 * results_lib.load(root)["pretext"]["accuracy"]
+  assert any(f"| {NAME} | ResNet50 v2 k=1 | {pretext:.1f} |" in line
+             for line in text.splitlines()), text
