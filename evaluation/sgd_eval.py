@@ -31,8 +31,8 @@ from evaluation.sgd import heads as heads_lib
 from evaluation.sgd import inputs as inputs_lib
 from evaluation.sgd.finetune import FinetuneNet  # noqa: F401  (re-exported)
 from evaluation.sgd.finetune import trainable_copy
-from evaluation.sgd.heads import build_head  # noqa: F401  (re-exported)
-from evaluation.sgd.heads import HEADS
+from evaluation.sgd.heads import build_head
+from evaluation.sgd.heads import HEADS  # noqa: F401  (re-exported)
 from evaluation.sgd.inputs import augmented_pipeline  # noqa: F401  (re-exported)
 from training import loop as loop_lib
 from training import schedule as schedule_lib
@@ -131,7 +131,8 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
     if finetune:
       hyper.update(finetune=True, trunk_lr=lr_peak * trunk_lr_multiplier,
                    trunk_lr_multiplier=trunk_lr_multiplier)
-      # The copy this evaluation trains; `trunk` itself stays frozen.
+      # The copy this evaluation trains; `trunk` itself stays frozen. Called
+      # by this module's name, so a test can wrap it to see the copy.
       copy = trainable_copy(trunk, dataset, train_split, strategy)
     source = inputs_lib.Images(trunk, dataset, pp_train=pp_train, copy=copy,
                                trunk_lr_multiplier=trunk_lr_multiplier,
