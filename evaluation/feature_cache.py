@@ -10,8 +10,8 @@ fingerprint (checkpoint path, size and modification time, or a module's, or
 the random-init seed and architecture), the dataset, split and its size, the
 end point, the pooling, the preprocessing string, the storage dtype and, when
 the trunk computed in bfloat16 or float16 (`extraction.precision`), that
-compute dtype. A float32 extraction's key has no compute field, so it is the
-key entries had before the field existed and their caches still hit. A new
+compute dtype (the field is absent for float32: part of format 1, which
+every cache on disk shares, so one float32 extraction has one hash). A new
 checkpoint, a different pooling, pipeline or compute precision therefore
 misses and re-extracts; nothing is ever invalidated by hand. Layout:
 
@@ -65,8 +65,8 @@ class FeatureCache:
           compute_dtype: str = "float32") -> Dict:
     """The identity of one entry (what its hash is taken of).
 
-    compute_dtype: what the trunk computed in; recorded only when not
-    float32, so float32 keys (and hashes) are those of earlier versions.
+    compute_dtype: what the trunk computed in; format 1 records it only when
+    it is not float32 (the hash of a float32 entry has no such field).
     """
     key = dict(version=FORMAT_VERSION, trunk=trunk, dataset=dataset,
                split=split, num_examples=int(num_examples), layer=layer,

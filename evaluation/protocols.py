@@ -8,15 +8,20 @@
   knn                  Wu et al. 2018: weighted kNN votes on cached features
   finetune             the whole trunk and a linear head, SGD on augmented images
 
-Each protocol's settings are gin-bound under its module's name (`linear_eval.*`
-for linear_lbfgs, `knn_eval.*` for knn, `sgd_eval.*` for the others); `overrides` (from command-line
-flags) take precedence. The low-data regime is `fraction` < 1 on any of them.
-The protocols on extracted features read them in `extraction.precision`
-(evaluation/representations.py); an entry computed from bfloat16 or float16
-features says so in its `extraction_precision` field (float32 ones have none).
+`TABLE` holds one record per protocol; nothing here parses a protocol's name.
+Naming: protocols come in three families, each one gin-configurable
+`evaluate` whose gin scope is `<family>_eval`: `linear_eval.*`
+(evaluation/linear_eval.py) for linear_lbfgs, `knn_eval.*` (evaluation/knn.py)
+for knn, `sgd_eval.*` (evaluation/sgd_eval.py) for the SGD heads, whose record
+names the head, inputs and finetune arguments that make each one.
+`overrides` (from command-line flags) take precedence over gin. The low-data
+regime is `fraction` < 1 on any of them. The protocols on extracted features
+read them in `extraction.precision` (evaluation/representations.py); an entry
+computed from bfloat16 or float16 features says so in its
+`extraction_precision` field (float32 ones have none).
 """
+import dataclasses
 import inspect
-import os
 from typing import Callable, Dict, List, Optional, Sequence
 
 import gin
@@ -30,19 +35,73 @@ from evaluation import representations
 from evaluation import results as results_lib
 from evaluation import sgd_eval
 from training import strategy as strategy_lib
+from training import workdir as workdir_lib
 
-PROTOCOLS = (linear_eval.PROTOCOL,) + tuple(
-    sgd_eval.protocol_name(h, i) for i in sgd_eval.INPUTS for h in sgd_eval.HEADS
-) + (knn.PROTOCOL, sgd_eval.FINETUNE)
+# A family's gin-configurable evaluate function; its gin scope is
+# `<family>_eval`.
+FAMILIES = {"linear": linear_eval.evaluate, "sgd": sgd_eval.evaluate,
+            "knn": knn.evaluate}
 
 
-def _function_and_scope(protocol: str):
-  """The gin-configurable evaluate function of `protocol` and its gin scope."""
-  if protocol == linear_eval.PROTOCOL:
-    return linear_eval.evaluate, "linear_eval"
-  if protocol == knn.PROTOCOL:
-    return knn.evaluate, "knn_eval"
-  return sgd_eval.evaluate, "sgd_eval"
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+  """One evaluation protocol.
+
+  Attributes:
+    name: results.json's `protocol`, what --protocol and experiment.protocols
+      take.
+    family: 'linear', 'sgd' or 'knn' (FAMILIES): the function that runs it.
+    on_features: it reads the feature cache (and so the extraction precision);
+      False: it runs the trunk inside its own steps on images.
+    seeded: a seed sets more than its low-data subset (an SGD head's
+      initialisation, dropout, shuffling); False: at fraction 1 every seed
+      gives seed 0's result.
+    arguments: what the family's function takes to be this protocol.
+  """
+  name: str
+  family: str
+  on_features: bool
+  seeded: bool
+  arguments: Dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def evaluate(self) -> Callable:
+    return FAMILIES[self.family]
+
+  @property
+  def scope(self) -> str:
+    return f"{self.family}_eval"
+
+  @property
+  def trains_heads(self) -> bool:
+    """One SGD-trained head per layer, each in its own workdir directory."""
+    return self.family == "sgd"
+
+  @property
+  def layer_argument(self) -> str:
+    """The setting naming its layers: one per head run, or a list."""
+    return "layer" if self.trains_heads else "layers"
+
+
+def _sgd(head: str, inputs: str, finetune: bool = False) -> Protocol:
+  return Protocol(sgd_eval.protocol_name(head, inputs, finetune), "sgd",
+                  on_features=inputs == "features", seeded=True,
+                  arguments=dict(head=head, inputs=inputs, finetune=finetune))
+
+
+TABLE = {p.name: p for p in (
+    Protocol(linear_eval.PROTOCOL, "linear", on_features=True, seeded=False),
+    _sgd("linear", "images"),
+    _sgd("mlp", "images"),
+    _sgd("linear", "features"),
+    _sgd("mlp", "features"),
+    Protocol(knn.PROTOCOL, "knn", on_features=True, seeded=False),
+    _sgd("linear", "images", finetune=True),
+)}
+PROTOCOLS = tuple(TABLE)
+# Protocols whose only randomness is the low-data subset: at fraction 1 every
+# seed gives seed 0's result, so only seed 0 runs.
+DETERMINISTIC_AT_FULL_DATA = tuple(p.name for p in TABLE.values() if not p.seeded)
 
 
 def check_protocols(names: Sequence[str]) -> List[str]:
@@ -60,7 +119,7 @@ def make_cache(workdir: str, enabled: bool = True, dtype: str = "float32",
   """The run's feature cache (`<workdir>/features` unless `root` is given)."""
   if not enabled:
     return None
-  return feature_cache.FeatureCache(root or os.path.join(workdir, "features"),
+  return feature_cache.FeatureCache(root or workdir_lib.of(workdir).features,
                                     dtype=dtype)
 
 
@@ -80,8 +139,7 @@ def resolved_settings(fn, overrides: Dict) -> Dict:
 
 def _entry_settings(protocol: str, overrides: Dict):
   """(layers, pooling, fraction) the protocol will use: for the 'done?' test."""
-  fn, _ = _function_and_scope(protocol)
-  settings = resolved_settings(fn, overrides)
+  settings = resolved_settings(TABLE[protocol].evaluate, overrides)
   # `layers` lists linear_eval's end points, or several for an SGD head.
   layers = settings.get("layers") or [settings["layer"]]
   return list(layers), settings["pooling"], float(settings["fraction"])
@@ -99,15 +157,15 @@ def check_settings(protocols: Sequence[str], datasets: Sequence,
     ValueError: naming the binding, the bad value and the valid ones.
   """
   for protocol in check_protocols(protocols):
-    fn, scope = _function_and_scope(protocol)
+    record = TABLE[protocol]
+    scope = record.scope
     layers, _, _ = _entry_settings(protocol, {})
     unknown = [l for l in layers if l not in end_points]
     if unknown:
       raise ValueError(
-          f"{protocol}: {scope}.{'layer' if scope == 'sgd_eval' else 'layers'} "
-          f"names {unknown}, not end points of this trunk; it has "
-          f"{', '.join(end_points)}.")
-    settings = resolved_settings(fn, {})
+          f"{protocol}: {scope}.{record.layer_argument} names {unknown}, not "
+          f"end points of this trunk; it has {', '.join(end_points)}.")
+    settings = resolved_settings(record.evaluate, {})
     for arg in _SPLIT_ARGS:
       split = settings.get(arg)
       if split is None:
@@ -131,11 +189,6 @@ def _agreed(strategy, items: Sequence[str], todo: Sequence[str]) -> List[str]:
   flags = strategy_lib.agree(strategy or tf.distribute.get_strategy(),
                              *[item in todo for item in items])
   return [item for item, flag in zip(items, flags) if flag]
-
-
-# Protocols whose only randomness is the low-data subset: at fraction 1 every
-# seed gives seed 0's result, so only seed 0 runs.
-DETERMINISTIC_AT_FULL_DATA = (linear_eval.PROTOCOL, knn.PROTOCOL)
 
 
 def seed_arguments(protocol: str, seed: int) -> Dict:
@@ -166,13 +219,13 @@ def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
     log(f"{protocol} uses every label: seed {seed} would repeat seed 0's result; "
         f"skipped (seeds vary its low-data subset).")
     return []
+  record = TABLE[protocol]
   done = results_lib.load(workdir)
-  # Entries name their dataset; those written before they did are the run's.
   own = done["run"].get("dataset")
   transfer = own is not None and dataset.name != own
   todo = [l for l in layers if not results_lib.has_entry(
       done, protocol=protocol, trunk=trunk.name, layer=l, pooling=pooling,
-      fraction=fraction, dataset=dataset.name, default_dataset=own, seed=seed)]
+      fraction=fraction, dataset=dataset.name, seed=seed)]
   todo = _agreed(strategy, layers, todo)
   on = f" on {dataset.name}" if transfer else ""
   with_seed = f", seed {seed}" if seed else ""
@@ -185,23 +238,18 @@ def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
   kwargs = dict(overrides, pooling=pooling, fraction=fraction,
                 **seed_arguments(protocol, seed))
   kwargs.pop("layers", None)
-  if protocol in (linear_eval.PROTOCOL, knn.PROTOCOL):
-    fn, _ = _function_and_scope(protocol)
-    entries = fn(trunk, dataset, layers=todo, cache=cache, strategy=strategy,
-                 log=log, **kwargs)
-  else:
-    finetune = protocol == sgd_eval.FINETUNE
-    head = "linear" if finetune else protocol.split("_sgd")[0]
-    inputs = "features" if protocol.endswith("_features") else "images"
+  common = dict(cache=cache, strategy=strategy, log=log)
+  if record.trains_heads:
+    # Another dataset's heads train in their own tree: same names inside.
+    root = workdir_lib.of(workdir)
+    root = root.transfer(dataset.name) if transfer else root
     entries = []
-    # Another dataset's heads train in their own folder: same names inside.
-    eval_root = (os.path.join(workdir, "transfer", dataset.name.replace(":", "_")
-                              .replace("/", "_")) if transfer else workdir)
     for layer in todo:
-      entries += sgd_eval.evaluate(trunk, dataset, eval_root, head=head,
-                                   inputs=inputs, finetune=finetune,
-                                   layer=layer, cache=cache,
-                                   strategy=strategy, log=log, **kwargs)
+      entries += record.evaluate(trunk, dataset, root, layer=layer,
+                                 **record.arguments, **common, **kwargs)
+  else:
+    entries = record.evaluate(trunk, dataset, layers=todo, **record.arguments,
+                              **common, **kwargs)
   # The image protocols run the float32 trunk in their own steps; only
   # features extracted for the others can be of another precision.
   dtype = representations.extraction_dtype(trunk.task, trunk.model, strategy,
@@ -209,8 +257,7 @@ def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
   for e in entries:
     e["dataset"] = dataset.name
     e["seed"] = seed
-    if dtype != "float32" and (protocol in (linear_eval.PROTOCOL, knn.PROTOCOL)
-                               or protocol.endswith("_features")):
+    if dtype != "float32" and record.on_features:
       e["extraction_precision"] = dtype
   results_lib.update(workdir, evaluations=entries)
   # Every worker decides what is still to do from results.json: none reads

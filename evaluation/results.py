@@ -1,51 +1,100 @@
 """The run's results.json: identity of the run plus every metric it produced.
 
 Reports and sweeps read these files alone, so writes are atomic and entries of
-the same evaluation (same protocol, trunk, layer, splits, fraction, pooling)
-replace each other instead of piling up.
+the same evaluation (same protocol, trunk, layer, splits, fraction, pooling,
+dataset, seed) replace each other instead of piling up.
+
+The document carries a `schema_version`; `migrate` is the one place that
+knows what earlier versions meant, and every read goes through it:
+
+  1 (no version field): an evaluation entry may lack `seed` (it was seed 0)
+    and `dataset` (it was the run's own, `run.dataset`).
+  2: every entry written names its dataset and seed.
 """
 import json
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 # Not training.strategy: reading results (scripts/make_report.py) needs no TF.
 from training import role
+from training import workdir as workdir_lib
+
+SCHEMA_VERSION = 2
 
 _ENTRY_KEY = ("protocol", "trunk", "dataset", "layer", "pooling", "train_split",
               "eval_split", "fraction", "seed")
-# Entries written before they named their seed were made with seed 0.
-DEFAULT_SEED = 0
 _LABEL_FREE_KEY = ("trunk", "dataset", "layer", "pooling", "split")
 
 
+def empty() -> Dict:
+  """The document of a run that has no results yet."""
+  return {"schema_version": SCHEMA_VERSION, "run": {}, "pretext": {},
+          "evaluations": []}
+
+
+def upgrade_entry(entry: Dict, run_dataset: Optional[str] = None) -> Dict:
+  """An evaluation entry as schema 2 reads it (a copy; `entry` is left as is).
+
+  A schema-1 entry without `seed` was made with seed 0; one without `dataset`
+  was made on `run_dataset` (the run's own), left unnamed when that is None.
+  """
+  out = dict(entry)
+  out.setdefault("seed", 0)
+  if run_dataset is not None:
+    out.setdefault("dataset", run_dataset)
+  return out
+
+
+def migrate(doc: Dict) -> Dict:
+  """Any results.json document upgraded to SCHEMA_VERSION (in place; returned).
+
+  Raises:
+    ValueError: a document of a newer schema than this code knows.
+  """
+  version = doc.get("schema_version", 1)
+  if not isinstance(version, int) or version > SCHEMA_VERSION:
+    raise ValueError(
+        f"results.json has schema_version {version!r}; this code reads up to "
+        f"{SCHEMA_VERSION}. Update the code to the version that wrote it.")
+  for part, default in (("run", {}), ("pretext", {}), ("evaluations", [])):
+    doc.setdefault(part, default)
+  if version < 2:
+    own = doc["run"].get("dataset")
+    doc["evaluations"] = [upgrade_entry(e, own) for e in doc["evaluations"]]
+  doc["schema_version"] = SCHEMA_VERSION
+  return doc
+
+
 def load(workdir: str) -> Dict:
-  path = os.path.join(workdir, "results.json")
+  """workdir/results.json at the current schema (an empty one when absent)."""
+  path = workdir_lib.of(workdir).results_json
   if not os.path.exists(path):
-    return {"run": {}, "pretext": {}, "evaluations": []}
+    return empty()
   with open(path) as f:
     try:
-      return json.load(f)
+      doc = json.load(f)
     except ValueError as e:
       raise ValueError(
           f"{path} is not valid JSON ({e}); it was damaged outside this code (its "
           f"writes are atomic). Restore it from a backup or delete it: rerunning "
           f"the run rebuilds it from the checkpoints and the feature cache.") from e
+  try:
+    return migrate(doc)
+  except ValueError as e:
+    raise ValueError(f"{path}: {e}") from e
 
 
 def _key(entry):
-  return tuple(entry.get(k, DEFAULT_SEED) if k == "seed" else entry.get(k)
-               for k in _ENTRY_KEY)
+  entry = upgrade_entry(entry)
+  return tuple(entry.get(k) for k in _ENTRY_KEY)
 
 
 def has_entry(results: Dict, default_dataset=None, **match) -> bool:
-  """Whether an entry has every `match` value; one without a `dataset` field
-  (written before entries named theirs) counts as `default_dataset`'s."""
-  def value(e, k):
-    if k == "seed":
-      return e.get(k, DEFAULT_SEED)
-    return e.get(k, default_dataset) if k == "dataset" else e.get(k)
-  return any(all(value(e, k) == v for k, v in match.items())
-             for e in results.get("evaluations", []))
+  """Whether an entry has every `match` value; one that names no dataset
+  counts as `default_dataset`'s (upgrade_entry)."""
+  return any(all(e.get(k) == v for k, v in match.items())
+             for e in (upgrade_entry(e, default_dataset)
+                       for e in results.get("evaluations", [])))
 
 
 def update(workdir: str, *, run: Dict = None, pretext: Dict = None,
@@ -72,7 +121,7 @@ def update(workdir: str, *, run: Dict = None, pretext: Dict = None,
     results["label_free"] = list(measures.values())
   if not role.is_chief():
     return results  # the chief writes the same document
-  path = os.path.join(workdir, "results.json")
+  path = workdir_lib.of(workdir).results_json
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(results, f, indent=2, sort_keys=False)
@@ -95,7 +144,7 @@ def over_seeds(evaluations: List[Dict]) -> List[Dict]:
   merged = []
   for entries in groups.values():
     out = dict(entries[0])
-    out["seeds"] = [e.get("seed", DEFAULT_SEED) for e in entries]
+    out["seeds"] = [upgrade_entry(e)["seed"] for e in entries]
     for metric in ("top1", "top5"):
       values = [float(e[metric]) for e in entries]
       mean = sum(values) / len(values)

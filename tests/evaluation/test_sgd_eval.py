@@ -12,6 +12,7 @@ from tiny_tasks import PixelTask
 from evaluation import feature_cache
 from evaluation import sgd_eval
 from evaluation import trunks
+from evaluation.sgd import driver
 
 QUIET = dict(log=lambda _: None)
 FAST = dict(batch_size=16, base_lr=0.5, base_batch_size=16, eval_batch_size=32,
@@ -122,14 +123,14 @@ def test_an_interrupted_probe_resumes_to_the_uninterrupted_result(
     sgd_eval.evaluate(_trunk(), dataset, str(tmp_path / "cut"), inputs="features",
                       cache=cache, **short, log=die_at_epoch_2)
   # Killed after the last curve point was written, before its checkpoint.
-  write_json, calls = sgd_eval._write_json, []
+  write_json, calls = driver._write_json, []
 
   def die_at_the_last_point(path, doc):
     write_json(path, doc)
     calls.append(path)
     if len(doc["curve"]) == 3:
       raise _Killed
-  monkeypatch.setattr(sgd_eval, "_write_json", die_at_the_last_point)
+  monkeypatch.setattr(driver, "_write_json", die_at_the_last_point)
   with pytest.raises(_Killed):
     sgd_eval.evaluate(_trunk(), dataset, str(tmp_path / "cut"), inputs="features",
                       cache=cache, **short, **QUIET)
