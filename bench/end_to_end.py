@@ -24,6 +24,10 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from training import workdir as workdir_lib  # noqa: E402  (TF-free)
+
 # (phase that starts, regex of the line that starts it)
 PHASES = (("training", r"^Training \w+ for \d+ steps"),
           ("export", r"^Training done at step"),
@@ -60,7 +64,7 @@ def run(config, precision, bindings, workdir):
   seconds.pop("summary", None)
   seconds["whole run"] = marks[-1][1] - start
   steady = rates[1:] or rates
-  with open(os.path.join(workdir, "results.json")) as f:
+  with open(workdir_lib.of(workdir).results_json) as f:
     results = json.load(f)
   return seconds, sum(steady) / max(len(steady), 1), results
 

@@ -226,7 +226,8 @@ def accuracy(args, dtypes):
   it, i.e. through the path a run takes.
   """
   gin.clear_config()
-  # experiment.* and train.* belong to train_and_eval.py: skipped here.
+  # experiment.* and train.* configure a training, which this bench does not
+  # run (their modules are not imported): skipped here.
   config_lib.parse([DEMO_CONFIG], skip_unknown=True, finalize=False)
   dataset = registry.get_dataset("fashion_mnist")
   dataset.prepare()

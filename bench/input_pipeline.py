@@ -145,7 +145,7 @@ def task_settings(task_name):
     (task, pp_train, global batch size, [(trunk name, width), ...]).
   """
   import gin
-  import train_and_eval  # noqa: F401  (the `experiment` configurable)
+  from training import experiment  # noqa: F401  (the `experiment` configurable)
   from self_supervision import task as task_lib
   from training import config as config_lib
 

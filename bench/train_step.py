@@ -41,6 +41,7 @@ from datasets import input_pipeline  # noqa: E402
 from models import flops as flops_lib  # noqa: E402
 from self_supervision import task as task_lib  # noqa: E402
 from training import config as config_lib  # noqa: E402
+from training import experiment  # noqa: E402,F401  (the `experiment` configurable)
 from training import loop as loop_lib  # noqa: E402
 from training import precision as precision_lib  # noqa: E402
 
@@ -261,10 +262,8 @@ def main():
         continue
       for width in args.widths:
         gin.clear_config()
-        # `experiment` lives in train_and_eval.py, which a bench does not run.
         config_lib.parse([], bindings=[task_config(task_name, trunk,
-                                                   last_relu, width)],
-                         skip_unknown=["experiment"])
+                                                   last_relu, width)])
         task = task_lib.get_task(task_name, num_classes=NUM_CLASSES)
         # Exemplar's triplets need another source image for negatives.
         images_per_step = max(args.batch, 2) if task_name == "exemplar" else args.batch

@@ -24,16 +24,21 @@ from absl import logging
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from datasets import registry as dataset_registry  # noqa: E402
+from evaluation import campaign  # noqa: E402
+from evaluation import knn_monitor  # noqa: E402,F401  (gin names of a run)
 from evaluation import protocols as protocols_lib  # noqa: E402
 from evaluation import results as results_lib  # noqa: E402
 from evaluation import trunks as trunks_lib  # noqa: E402
 from models import registry as models_registry  # noqa: E402,F401  (gin names)
 from self_supervision import export as export_lib  # noqa: E402,F401  (gin names)
 from self_supervision import task as task_lib  # noqa: E402
+from self_supervision import trainer  # noqa: E402,F401  (gin names of a run)
 from training import checkpoints as checkpoints_lib  # noqa: E402
 from training import config as config_lib  # noqa: E402
 from training import errors  # noqa: E402
+from training import experiment  # noqa: E402,F401  (gin names of a run)
 from training import preemption  # noqa: E402
+from training import workdir as workdir_lib  # noqa: E402
 from training import workdir_lock  # noqa: E402
 from training import strategy as strategy_lib  # noqa: E402
 
@@ -112,43 +117,31 @@ def main(argv):
 
 def _main():
   protocols = protocols_lib.check_protocols(FLAGS.protocol)
-  _seeds(FLAGS.seeds)  # a typo fails before any data is read
-  workdir = FLAGS.workdir
-  if not FLAGS.hub_module and not os.path.isdir(workdir):
+  campaign.seeds(FLAGS.seeds)  # a typo fails before any data is read
+  workdir = workdir_lib.Workdir(FLAGS.workdir)
+  if not FLAGS.hub_module and not workdir.exists():
     raise FileNotFoundError(
         f"No run workdir {workdir}: train one there with train_and_eval.py, or "
         f"pass --hub_module to evaluate an exported module into a new workdir.")
   task_lib.task_names()  # registers every task's gin names
   dataset_registry.dataset_names()  # and every dataset's
-  operative = os.path.join(workdir, "operative_config.gin")
-  if os.path.exists(operative) and not FLAGS.hub_module:
-    # The run's own bindings first (unknown names skipped: `experiment.*`
-    # belongs to train_and_eval.py), then the user's, strictly.
-    config_lib.parse([operative], skip_unknown=True, finalize=False)
+  if os.path.exists(workdir.operative_config) and not FLAGS.hub_module:
+    # The run's own bindings first (every module that configures a run is
+    # imported above), then the user's.
+    config_lib.parse([workdir.operative_config], finalize=False)
   config_lib.parse(FLAGS.config, FLAGS.gin_bindings)
   strategy = strategy_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
 
-  run = results_lib.load(workdir).get("run", {})
+  run = results_lib.load(workdir.path).get("run", {})
   dataset_name = FLAGS.dataset or run.get("dataset")
   if not dataset_name:
     raise app.UsageError("--dataset is required: the workdir names none.")
   dataset = dataset_registry.first_present(
       dataset_name.split("|"), data_dir=FLAGS.data_dir,
       manual_dir=FLAGS.manual_dir)
-  os.makedirs(workdir, exist_ok=True)
-  with workdir_lock.Lock(workdir):
-    _evaluate(workdir, run, dataset, strategy, protocols)
-
-
-def _seeds(values):
-  try:
-    seeds = [int(v) for v in values]
-  except ValueError:
-    raise ValueError(f"--seeds takes integers, e.g. --seeds=0,1,2 (got "
-                     f"{','.join(values)}).") from None
-  if not seeds or min(seeds) < 0:
-    raise ValueError("--seeds takes non-negative integers, e.g. --seeds=0,1,2.")
-  return list(dict.fromkeys(seeds))
+  os.makedirs(workdir.path, exist_ok=True)
+  with workdir_lock.Lock(workdir.path):
+    _evaluate(workdir.path, run, dataset, strategy, protocols)
 
 
 def _evaluate(workdir, run, dataset, strategy, protocols):
@@ -162,17 +155,15 @@ def _evaluate(workdir, run, dataset, strategy, protocols):
                        FLAGS.data_dir, FLAGS.manual_dir)
   overrides = dict(layers=FLAGS.layers, pooling=FLAGS.pooling,
                    fraction=FLAGS.fraction)
-  cache = protocols_lib.make_cache(workdir)
   t0 = time.time()
-  for seed in _seeds(FLAGS.seeds):
-    for protocol in protocols:
-      protocols_lib.run(protocol, trunk, dataset, workdir=workdir, cache=cache,
-                        strategy=strategy, overrides=overrides, seed=seed)
+  campaign.evaluate([lambda: trunk], [dataset], protocols=protocols,
+                    seeds=campaign.seeds(FLAGS.seeds), workdir=workdir,
+                    strategy=strategy, overrides=overrides)
   evaluations = [e for e in results_lib.load(workdir)["evaluations"]
                  if e["trunk"] == trunk.name]
   print("\n" + results_lib.format_table(evaluations))
   print(f"Evaluation took {time.time() - t0:.0f}s. Results: "
-        f"{os.path.join(workdir, 'results.json')}")
+        f"{workdir_lib.of(workdir).results_json}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ It reads the model in inference mode (batch norm uses, and does not update,
 its moving statistics), draws no random number and leaves the training
 iterator alone, so a run with the monitor takes exactly the steps of a run
 without it (tests/evaluation/test_knn_monitor.py checks the weights). Off by
-default (gin: `knn_monitor.every_loops = N` turns it on).
+default (gin: `knn_monitor.every_loops = N` turns it on). train_and_eval.py
+(run_lib.py) builds it and hands it to the trainer as its loop's monitor, so
+self_supervision/ needs nothing from evaluation/.
 """
 import time
 from typing import Callable, Dict, Optional

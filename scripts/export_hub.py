@@ -20,8 +20,6 @@ from absl import logging
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import gin  # noqa: E402
-
 from datasets import registry as dataset_registry  # noqa: E402
 from evaluation import linear_eval  # noqa: E402,F401  (its gin configurables)
 from self_supervision import export as export_lib  # noqa: E402
@@ -29,6 +27,8 @@ from self_supervision import task as task_lib  # noqa: E402
 from self_supervision import trainer  # noqa: E402,F401  (its gin configurables)
 from training import checkpoints  # noqa: E402
 from training import config as config_lib  # noqa: E402
+from training import experiment as experiment_lib  # noqa: E402
+from training import workdir as workdir_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The run's directory (holds checkpoints/).")
@@ -44,15 +44,6 @@ flags.DEFINE_string("data_dir", None, "tfds data_dir of the run's dataset.")
 flags.DEFINE_string("manual_dir", None, "manual_dir of the run's dataset.")
 
 
-@gin.configurable("experiment")
-def _experiment(task: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
-                **unused):
-  # train_and_eval.py's `experiment` settings: only the run's identity matters
-  # here, so the other settings are accepted and ignored.
-  del unused
-  return task, dataset
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -61,7 +52,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   configs = FLAGS.config
   if not configs:
-    operative = os.path.join(FLAGS.workdir, "operative_config.gin")
+    operative = workdir_lib.of(FLAGS.workdir).operative_config
     if not os.path.isfile(operative):
       raise app.UsageError(
           f"{operative} is missing (the run did not reach the end of its "
@@ -73,7 +64,9 @@ def main(argv):
   # Configurables of modules not imported here (a run's eval protocols)
   # have nothing to do with the trunk.
   config_lib.parse(configs, FLAGS.gin_bindings, skip_unknown=True)
-  task_name, dataset_name = _experiment()
+  # Only the run's identity matters here (its task and dataset).
+  experiment = experiment_lib.experiment_settings()
+  task_name, dataset_name = experiment.task, experiment.dataset
   dataset = dataset_registry.get_dataset(
       dataset_name, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir)
   task = task_lib.get_task(task_name, num_classes=dataset.num_classes)

@@ -10,14 +10,12 @@ Resume order (see `Trainer.restore`): the workdir's latest checkpoint wins; only
 a fresh workdir starts from initialisation (or from `init_checkpoint`: a
 checkpoint prefix, or another run's workdir, meaning its newest checkpoint).
 """
-import os
 from typing import Callable, Dict, Optional, Sequence
 
 import gin
 import tensorflow as tf
 
 from datasets import input_pipeline
-from evaluation import knn_monitor
 from self_supervision import task as task_lib
 from training import checkpoints as checkpoints_lib
 from training import loop as loop_lib
@@ -25,10 +23,11 @@ from training import optimizer as optimizer_lib
 from training import precision as precision_lib
 from training import schedule as schedule_lib
 from training import strategy as strategy_lib
+from training import workdir as workdir_lib
 
 
 @gin.configurable("train", denylist=["task", "dataset", "workdir", "strategy",
-                                     "seed", "log"])
+                                     "seed", "monitor", "log"])
 class Trainer:
   """Trains `task.build_model()` on `dataset` under `strategy`.
 
@@ -37,7 +36,9 @@ class Trainer:
   training.precision.PRECISIONS ('mixed': bfloat16 on TPU and bf16 CPUs,
   float16 with loss scaling on GPU); `jit_compile` compiles the forward and
   backward pass with XLA (BENCHMARKS.md has the measurements behind both
-  defaults being off).
+  defaults being off). `monitor`, given the model being trained, builds the
+  loop's observer between loops (training/loop.py), or returns None; the
+  caller chooses it (train_and_eval.py: evaluation/knn_monitor.py).
   """
 
   def __init__(self, task: task_lib.Task, dataset, workdir: str,
@@ -52,6 +53,7 @@ class Trainer:
                cache_dataset: bool = False, shuffle_buffer: int = 10_000,
                init_checkpoint: Optional[str] = None,
                precision: str = "float32", jit_compile: bool = False,
+               monitor: Optional[Callable] = None,
                log: Callable[[str], None] = print):
     self.task, self.dataset, self.strategy = task, dataset, strategy
     self.workdir, self.seed, self.log = workdir, seed, log
@@ -91,7 +93,7 @@ class Trainer:
           shuffle_buffer=shuffle_buffer)
 
     self.summary_writer = strategy_lib.summary_writer(
-        os.path.join(workdir, "summaries"))
+        workdir_lib.of(workdir).summaries)
     self.loop = loop_lib.Loop(
         strategy=strategy, model=self.model, optimizer=self.optimizer,
         loss_fn=lambda batch: task.compute_loss(self.model, batch, True),
@@ -105,8 +107,7 @@ class Trainer:
         keep_checkpoint_every_hours=keep_checkpoint_every_hours,
         summary_writer=self.summary_writer,
         lr_binding="scaled_learning_rate.base_lr", jit_compile=jit_compile,
-        # gin: knn_monitor.every_loops (off by default).
-        monitor=knn_monitor.make(task, self.model, dataset, strategy, log),
+        monitor=monitor(self.model) if monitor is not None else None,
         log=log)
     self.manager = self.loop.checkpoints
 

@@ -20,11 +20,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import train_and_eval  # noqa: E402
+import run_lib  # noqa: E402
 from datasets import registry as dataset_registry  # noqa: E402
 from self_supervision import task as task_lib  # noqa: E402
 from self_supervision import trainer as trainer_lib  # noqa: E402
 from training import config as config_lib  # noqa: E402
+from training import experiment as experiment_lib  # noqa: E402
 from training import strategy as strategy_lib  # noqa: E402
 
 
@@ -34,11 +35,11 @@ def main(config, workdir, out, strategy_name, stages="all"):
   config_lib.parse([config], [])
   strategy = strategy_lib.make_strategy(strategy_name)
   os.makedirs(out, exist_ok=True)
-  settings = train_and_eval.experiment_settings()
-  dataset = dataset_registry.get_dataset(settings["dataset"])
-  task = task_lib.get_task(settings["task"], num_classes=dataset.num_classes)
+  settings = experiment_lib.experiment_settings()
+  dataset = dataset_registry.get_dataset(settings.dataset)
+  task = task_lib.get_task(settings.task, num_classes=dataset.num_classes)
   trainer = trainer_lib.Trainer(task, dataset, workdir, strategy,
-                                seed=settings["seed"])
+                                seed=settings.seed)
   def dump(name):  # every variable, BN moving statistics included
     np.savez(os.path.join(out, name),
              **{v.path: v.numpy() for v in trainer.model.variables})
@@ -58,7 +59,7 @@ def main(config, workdir, out, strategy_name, stages="all"):
   context = tf.distribute.InputContext(pipelines, pipeline_id,
                                        strategy.num_replicas_in_sync)
   indices = [int(e["index"]) for e in dataset.as_dataset(
-      trainer.train_split, shuffle_files=True, seed=settings["seed"],
+      trainer.train_split, shuffle_files=True, seed=settings.seed,
       input_context=context)]
   with open(os.path.join(out, "shard.json"), "w") as f:
     json.dump(dict(contexts=contexts, train_indices=indices), f)
@@ -69,7 +70,7 @@ def main(config, workdir, out, strategy_name, stages="all"):
   if stages != "train":
     # The rest of the run, as train_and_eval.py does it: training is found
     # finished, then export (the chief), pretext evaluation and features.
-    train_and_eval.run(workdir, "train_and_eval", strategy)
+    run_lib.run(workdir, "train_and_eval", strategy)
   print("worker done", flush=True)
 
 

@@ -5,7 +5,7 @@ import os
 import gin
 import pytest
 
-import train_and_eval  # noqa: F401  (the `experiment` configurable)
+import run_lib  # noqa: F401  (every configurable a run's config binds)
 from self_supervision import patch_task
 from self_supervision import task as task_lib
 from training import config as config_lib

@@ -6,7 +6,7 @@ import os
 import gin
 import pytest
 
-import train_and_eval  # noqa: F401  (registers experiment.*)
+import run_lib  # noqa: F401  (registers experiment.* and every configurable a run binds)
 from evaluation import linear_eval
 from models import layers
 from self_supervision import trainer as trainer_lib

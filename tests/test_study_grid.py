@@ -8,7 +8,7 @@ import os
 import gin
 import pytest
 
-import train_and_eval
+from run_lib import experiment_lib  # run_lib: every configurable a run binds
 from models import registry as models_registry
 from self_supervision import patch_task
 from self_supervision import task as task_lib
@@ -116,7 +116,7 @@ def test_every_imagenet_config_is_what_spec_says(path, clean_gin):
   assert linear("layers") == ["pre_logits"]
   assert (linear("train_split"), linear("val_split"), linear("eval_split"),
           linear("refit_on_train_and_val")) == ("train", "val", "val", False)
-  assert inspect.signature(train_and_eval.experiment_settings).parameters[
+  assert inspect.signature(experiment_lib.experiment_settings).parameters[
       "protocols"].default == ("linear_lbfgs",)
   assert "protocols" not in experiment
 

@@ -8,6 +8,9 @@
   strategy.py     choosing the tf.distribute strategy; agree, barrier
   role.py         whether this process writes (the chief of several workers)
   optimizer.py    the optimizers configs name
+  experiment.py   a run's `experiment` settings (task, dataset, seed, ...)
+  run_record.py   run.json, operative_config.gin and the model-config guard
+  workdir.py      the workdir's layout: every path a run writes
 
 What one step computes belongs to the caller (a pretext task through
 self_supervision/trainer.py, an evaluation head through

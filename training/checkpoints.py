@@ -14,6 +14,7 @@ from typing import Callable, Dict, Optional
 import tensorflow as tf
 
 from training import strategy as strategy_lib
+from training import workdir as workdir_lib
 
 PREFIX = "ckpt"
 _STEP = re.compile(rf"{PREFIX}-(\d+)")
@@ -21,7 +22,7 @@ _STEP = re.compile(rf"{PREFIX}-(\d+)")
 
 def directory(workdir: str) -> str:
   """A run's checkpoint directory."""
-  return os.path.join(workdir, "checkpoints")
+  return workdir_lib.of(workdir).checkpoints
 
 
 def step_of(prefix: str) -> int:

@@ -11,12 +11,9 @@ the workdir with it by design and write nothing there.
 
 Whoever takes the lock also removes what killed writers left behind (only the
 holder can know nobody is writing them): checkpoints' `*_temp` directories,
-the feature cache's `.tmp-*` entries, `*.tmp` files of atomic writes.
+the feature cache's `.tmp-*` entries, `*.tmp` files of atomic writes
+(training/workdir.LEFTOVERS).
 """
-
-# Relative to the workdir; `**` reaches the SGD heads' own checkpoints.
-LEFTOVERS = ("**/checkpoints/*_temp*", "features/.tmp-*", "*.tmp",
-             "**/*.json.tmp")
 import datetime
 import glob
 import json
@@ -27,8 +24,7 @@ import sys
 from typing import Callable, Dict, List, Optional
 
 from training import role
-
-LOCK_NAME = "lock"
+from training import workdir as workdir_lib
 
 
 class WorkdirLocked(RuntimeError):
@@ -37,7 +33,7 @@ class WorkdirLocked(RuntimeError):
 
 def remove_leftovers(workdir: str) -> List[str]:
   """Deletes temporaries of killed writers under `workdir`; their paths."""
-  found = sorted({p for pattern in LEFTOVERS
+  found = sorted({p for pattern in workdir_lib.LEFTOVERS
                   for p in glob.glob(os.path.join(workdir, pattern), recursive=True)})
   for path in found:
     if os.path.isdir(path):
@@ -69,7 +65,7 @@ class Lock:
   """Holds `<workdir>/lock` until `release()` (also a context manager)."""
 
   def __init__(self, workdir: str, log: Callable[[str], None] = print):
-    self.path = os.path.join(workdir, LOCK_NAME)
+    self.path = workdir_lib.of(workdir).lock
     self.log = log
     self.held = False
     self._depth = 0

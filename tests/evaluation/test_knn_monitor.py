@@ -30,7 +30,10 @@ def _train(workdir, every_loops):
   trainer = trainer_lib.Trainer(
       task, dataset, str(workdir), tf.distribute.get_strategy(), seed=0,
       batch_size=4, epochs=1, warmup_epochs=0, decay_epochs=[], steps_per_loop=4,
-      checkpoint_secs=1e9, log=lines.append)
+      checkpoint_secs=1e9, log=lines.append,
+      # As train_and_eval.py hands it to the trainer.
+      monitor=lambda model: knn_monitor.make(
+          task, model, dataset, tf.distribute.get_strategy(), lines.append))
   trainer.train()
   return trainer, dataset, task, lines
 

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import fake_data
-import train_and_eval
+import run_lib
 from datasets import registry
 from self_supervision import task as task_lib
 from self_supervision import trainer as trainer_lib
@@ -102,8 +102,8 @@ def test_configs_bind_the_spec_settings(path, want):
 
 
 def test_random_init_trains_zero_steps_end_to_end(tmp_path, monkeypatch):
-  # The real config, on 16 px fake data: train_and_eval.run evaluates the
-  # trunk at its initialisation. (The export is tested in test_export.py.)
+  # The real config, on 16 px fake data: run_lib.run (train_and_eval.py's)
+  # evaluates the trunk at its initialisation. (The export is tested in test_export.py.)
   _parse("configs/random_init/fashion_mnist.gin")
   assert gin.query_parameter("train.epochs") == 0
   with gin.unlock_config():
@@ -119,8 +119,8 @@ def test_random_init_trains_zero_steps_end_to_end(tmp_path, monkeypatch):
     """)
   dataset = fake_data.InMemoryDataset(num_train=48, num_val=16, num_test=16)
   monkeypatch.setattr(registry, "get_dataset", lambda *a, **k: dataset)
-  results = train_and_eval.run(str(tmp_path), "train_and_eval",
-                               tf.distribute.get_strategy())
+  results = run_lib.run(str(tmp_path), "train_and_eval",
+                        tf.distribute.get_strategy())
   assert results["run"]["steps"] == 0 and results["run"]["total_steps"] == 0
   assert 0.0 <= results["pretext"]["accuracy"] <= 1.0
   (entry,) = results["evaluations"]

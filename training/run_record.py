@@ -1,0 +1,171 @@
+"""The run record: run.json and operative_config.gin, written here only.
+
+    with run_record.RunRecord(workdir, experiment, strategy) as record:
+      record.start(run_record.model_config(experiment, task.name, pipelines))
+      ...                            # train, evaluate
+      record.write_operative_config()
+      record.done()
+
+run.json holds the latest invocation's command, versions, devices, status
+('running', 'done', 'failed: ...', 'preempted: ...') and the model's identity
+(`model_config`), plus every invocation's own record: a rerun (resume, more
+evaluations) appends to `invocations` instead of replacing the first command
+and its times. The model's identity is the guard: a rerun whose config would
+change the model the workdir holds is refused before anything is written.
+Only the chief writes (training/role.py); every worker applies the guard.
+"""
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from typing import Dict, Mapping, Optional
+
+import gin
+
+from training import experiment as experiment_lib
+from training import preemption
+from training import role
+from training import workdir as workdir_lib
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def model_config(experiment: experiment_lib.Experiment, task_name: str,
+                 pipelines: Mapping[str, str]) -> Dict[str, str]:
+  """What makes a workdir's model that model: a rerun must not change it.
+
+  pipelines: the task's preprocessing pipeline of each mode (task.MODES).
+  """
+  config = {f"experiment.{k}": getattr(experiment, k)
+            for k in ("task", "dataset", "seed")}
+  config.update({f"get_model.{k}": repr(v)
+                 for k, v in sorted(gin.get_bindings("get_model").items())})
+  config.update({f"{task_name}.pp_{mode}": pp for mode, pp in pipelines.items()})
+  return config
+
+
+def check_model_config(workdir, config: Mapping, overwrite: bool = False) -> None:
+  """Refuses a config that would change the model a workdir holds.
+
+  Raises:
+    ValueError: listing each setting the workdir was made with and the new one.
+  """
+  try:
+    with open(workdir_lib.of(workdir).run_json) as f:
+      old = json.load(f).get("model_config")
+  except (OSError, ValueError):
+    old = None
+  if not old or old == config or overwrite:
+    return
+  diff = [k for k in sorted(set(old) | set(config)) if old.get(k) != config.get(k)]
+  was = "; ".join(f"{k} = {old.get(k, '(default)')}" for k in diff)
+  now = "; ".join(f"{k} = {config.get(k, '(default)')}" for k in diff)
+  raise ValueError(
+      f"{workdir} holds a model made with {was}, but this config says {now}. "
+      f"Use another --workdir for another model, or pass --overwrite_config if "
+      f"the change is deliberate (the checkpoints must still fit).")
+
+
+def _now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _git_commit() -> str:
+  try:
+    out = subprocess.run(["git", "-C", _ROOT, "rev-parse", "HEAD"],
+                         capture_output=True, text=True, timeout=10)
+    commit = out.stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "-C", _ROOT, "status", "--porcelain"],
+                           capture_output=True, text=True, timeout=10).stdout
+    return commit + ("-dirty" if dirty.strip() else "")
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+
+
+class RunRecord:
+  """One invocation's record of a run, from its start to its end.
+
+  Leaving the block by preemption or divergence (a FloatingPointError from
+  the loop's NaN guard) records 'preempted: ...' / 'failed: ...' and lets
+  the exception through. Any other exception (bad input) leaves run.json as
+  the last write left it.
+  """
+
+  def __init__(self, workdir, experiment: experiment_lib.Experiment, strategy,
+               overwrite_config: bool = False):
+    self.workdir = workdir_lib.of(workdir)
+    self.experiment, self.strategy = experiment, strategy
+    self.overwrite_config = overwrite_config
+    self.started = None
+
+  def __enter__(self) -> "RunRecord":
+    self.started = _now()
+    return self
+
+  def __exit__(self, kind, error, traceback) -> bool:
+    if kind is not None and issubclass(kind, preemption.Preempted):
+      self._write(_now(), status=f"preempted: {error}")
+    elif kind is not None and issubclass(kind, FloatingPointError):
+      self._write(_now(), status=f"failed: {error}")
+    return False
+
+  def start(self, config: Mapping[str, str]) -> None:
+    """Applies the model-config guard, then records the run as running."""
+    check_model_config(self.workdir.path, config, self.overwrite_config)
+    self._write(config=dict(config))
+
+  def write_operative_config(self) -> None:
+    """The gin settings the run has used so far (the chief's)."""
+    if role.is_chief():
+      with open(self.workdir.operative_config, "w") as f:
+        f.write(gin.operative_config_str())
+
+  def done(self) -> None:
+    """The last operative config, and status 'done'."""
+    self.write_operative_config()
+    self._write(_now(), status="done")
+
+  def _write(self, finished: Optional[str] = None, status: str = "running",
+             config: Optional[Dict] = None) -> None:
+    import keras  # pylint: disable=g-import-not-at-top
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    if not role.is_chief():
+      return  # the chief records the run
+    path, started = self.workdir.run_json, self.started
+    try:
+      with open(path) as f:
+        old = json.load(f)
+    except (OSError, ValueError):
+      old = {}
+    invocations = old.get("invocations") or (
+        [dict(command=old["command"], git_commit=old.get("git_commit"),
+              start_time=old.get("start_time"), end_time=old.get("end_time"))]
+        if "command" in old else [])
+    this = dict(command=" ".join([sys.executable] + sys.argv),
+                git_commit=_git_commit(), host=platform.node(), pid=os.getpid(),
+                start_time=started, end_time=finished, status=status)
+    invocations = [i for i in invocations
+                   if (i.get("start_time"), i.get("pid")) != (started, os.getpid())]
+    invocations.append(this)
+    strategy = self.strategy
+    doc = dict(
+        command=this["command"],
+        seed=self.experiment.seed, git_commit=this["git_commit"],
+        versions=dict(python=platform.python_version(), tensorflow=tf.__version__,
+                      keras=keras.__version__, tfds=tfds.__version__,
+                      numpy=np.__version__, gin=gin.__version__
+                      if hasattr(gin, "__version__") else "unknown"),
+        device=dict(strategy=type(strategy).__name__,
+                    replicas=strategy.num_replicas_in_sync,
+                    devices=[d.name for d in tf.config.list_logical_devices()],
+                    host=platform.node()),
+        start_time=started, end_time=finished, status=status,
+        model_config=config or old.get("model_config"),
+        invocations=invocations)
+    with open(path + ".tmp", "w") as f:
+      json.dump(doc, f, indent=2)
+    os.replace(path + ".tmp", path)
