@@ -5,7 +5,7 @@ Debian package `dataset-fashion-mnist` ships the same decompressed contents with
 different `.gz` bytes, and the test machines have no internet. This builder reads the
 files from a manual directory instead and never downloads anything.
 
-The study's splits (SPEC section 7 applies the ImageNet recipe to this set): train is
+The study's splits (docs/protocol.md §7 applies the ImageNet recipe to this set): train is
 the first 55,000 training images in file order, val the last 5,000, trainval all
 60,000, test the official 10,000.
 """

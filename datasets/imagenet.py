@@ -1,6 +1,6 @@
 """ImageNet (ILSVRC-2012) through tfds's `imagenet2012`, with the study's splits.
 
-SPEC section 7: val is 50,000 images held out from the end of tfds's train split (tfds
+docs/protocol.md §7: val is 50,000 images held out from the end of tfds's train split (tfds
 fixes the order of a prepared split, so the hold-out is deterministic); train is the
 rest, trainval the whole train split, test the official validation set (tfds
 'validation'). Images come out JPEG-encoded so preprocessing can decode and crop in

@@ -1,6 +1,6 @@
 """Places365-Standard through tfds's `places365_small` (256x256), with the study's splits.
 
-The paper uses Places205, which tfds lacks (SPEC section 7; datasets/places205.py
+The paper uses Places205, which tfds lacks (docs/protocol.md §7; datasets/places205.py
 builds it from its own archives); Places365 is handled the same way as ImageNet: val
 is held out from the end of tfds's train split, train is the rest, trainval all of
 it, and test is tfds 'validation' (tfds 'test' has no labels).

@@ -1,6 +1,6 @@
 """Places205 built from its official archives (manual download), with the study's splits.
 
-tfds has no Places205 (SPEC section 7), so `Places205Archives` is a local tfds builder
+tfds has no Places205 (docs/protocol.md §7), so `Places205Archives` is a local tfds builder
 (tfds name `places205_archives`) reading the two archives of the Places205 download
 page, http://places.csail.mit.edu/downloadData.html, from a manual directory:
 
@@ -16,7 +16,7 @@ archive, never extracted, and stored as the original JPEG bytes. Each one is dec
 once while preparing, as the `decode` op will decode it, so a damaged file stops the
 preparation, named, rather than a training run days later.
 
-The study's splits (SPEC section 7, as ImageNet): val is the last 50,000 images of the
+The study's splits (docs/protocol.md §7, as ImageNet): val is the last 50,000 images of the
 train csv, train the rest, trainval all of them, test the official val csv (tfds
 'validation', 100 images per class).
 """

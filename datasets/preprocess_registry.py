@@ -1,4 +1,4 @@
-"""Registry of preprocessing ops and the parser for pipeline strings (SPEC §3).
+"""Registry of preprocessing ops and the parser for pipeline strings (docs/protocol.md §3).
 
 A pipeline is written as a string of ops separated by ``|``, in the style of
 big_vision and of the reference configs::
@@ -127,7 +127,7 @@ _ARITHMETIC = {
 def _literal(node: ast.AST) -> Any:
   """ast.literal_eval plus arithmetic between numbers.
 
-  Configs write fractions like `to_gray(2/3)` (the SPEC's own pipeline), which
+  Configs write fractions like `to_gray(2/3)` (the the protocol's own pipeline), which
   plain literal_eval rejects; only numeric constants may be combined, so this
   still evaluates nothing but literals.
   """

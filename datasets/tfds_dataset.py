@@ -1,6 +1,6 @@
 """What every dataset object offers, and the base class of those stored by tfds.
 
-A dataset object maps the study's four splits (SPEC section 7) onto stored data:
+A dataset object maps the study's four splits (docs/protocol.md §7) onto stored data:
 
   train     the training set minus a deterministic hold-out,
   val       that hold-out (the study's own validation split),

@@ -83,8 +83,8 @@ def evaluate(trunks: Sequence[Callable[[], object]], datasets: Sequence, *,
                             cache=cache, strategy=strategy, overrides=overrides,
                             seed=seed)
     if label_free_split is not None:
-      # Label-free model selection: RankMe of every trunk's pre_logits (SPEC
-      # §1: all six have one) on the held-out split the pretext accuracy is
+      # Label-free model selection: RankMe of every trunk's pre_logits
+      # (docs/protocol.md §1: all six have one) on the held-out split the pretext accuracy is
       # measured on.
       protocols_lib.record_label_free(trunk, datasets[0], label_free_split,
                                       workdir=workdir, cache=cache,

@@ -5,7 +5,7 @@ within one architecture but not across architectures, which leaves open how to
 pick a trunk without downstream labels. Every run records, for each evaluated
 trunk, RankMe (Garrido et al. 2023, "RankMe: Assessing the downstream
 performance of pretrained self-supervised representations by their rank") of
-its `pre_logits` on the held-out split; the report (scripts/make_report.py)
+its `pre_logits` on the held-out split; the report (python -m study.report)
 sets it and the pretext accuracy against downstream accuracy with Spearman's
 rank correlation.
 

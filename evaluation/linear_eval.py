@@ -73,7 +73,7 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
              strategy=None, log: Callable[[str], None] = print) -> List[Dict]:
   """Runs the protocol for each layer of `trunk` (a `trunks.Trunk`).
 
-  holdout_fraction: 0 (SPEC's Table 1 protocol) chooses the L2 on `val_split`,
+  holdout_fraction: 0 (the protocol's Table 1 protocol) chooses the L2 on `val_split`,
   which that protocol also scores. > 0 chooses it on this class-balanced
   fraction of `train_split`, held out from the grid's fits, then refits the
   chosen L2 on all of `train_split` (plus `val_split` with the refit): no

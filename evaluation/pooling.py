@@ -1,4 +1,4 @@
-"""Turning an end point into a feature vector of about 9000 values (SPEC §5).
+"""Turning an end point into a feature vector of about 9000 values (docs/protocol.md §5).
 
 Spatial end points with more than `max_features` values (h*w*c) are pooled;
 smaller ones are only flattened. `adaptive_max` (default) and `adaptive_avg`

@@ -225,7 +225,7 @@ class Extractor:
 
     Returns:
       ({layer: float32 [N, D_layer]}, labels int64 [N]). Spatial end points
-      are pooled to about 9000 values (SPEC §5).
+      are pooled to about 9000 values (docs/protocol.md §5).
     """
     chunks = [[] for _ in self.layers]
     labels = []

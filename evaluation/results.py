@@ -15,7 +15,7 @@ import json
 import os
 from typing import Dict, List, Optional
 
-# Not training.strategy: reading results (scripts/make_report.py) needs no TF.
+# Not training.strategy: reading results (study/report) needs no TF.
 from training import role
 from training import workdir as workdir_lib
 

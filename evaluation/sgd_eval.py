@@ -1,6 +1,6 @@
 """Table 2 and MLP protocols: an evaluation head trained by SGD on a frozen trunk.
 
-`head='linear'` is the literature protocol (SPEC §5, paper Sec. 4.7): a linear
+`head='linear'` is the literature protocol (docs/protocol.md §5, paper Sec. 4.7): a linear
 layer on augmented images (random crop + flip), SGD with momentum 0.9, LR 0.1
 for a batch of 2048 (scaled linearly), decayed by 0.1 after
 `first_decay_epochs` (30, 120 or 480) and again `second_decay_after` (20)

@@ -1,6 +1,6 @@
 """Analytic parameter and FLOP counts of the trunks, without building them.
 
-Walks the same layer list as the Keras builders (SPEC section 1) with static
+Walks the same layer list as the Keras builders (docs/protocol.md §1) with static
 shapes. Conventions:
   * parameters: trainable ones only, i.e. conv/dense kernels, dense biases
     and BN gamma/beta (BN moving statistics are not counted);

@@ -1,4 +1,4 @@
-"""Building blocks shared by every trunk (SPEC section 1, "Common").
+"""Building blocks shared by every trunk (docs/protocol.md §1, "Common").
 
 Holds the pieces whose details must be identical across trunks: fixed padding,
 the convolution and batch-norm factories (initializer, weight decay, BN
@@ -50,7 +50,7 @@ CONV_INITIALIZERS = ('glorot_uniform', 'he')
 def conv_initializer(kind='glorot_uniform'):
   """The convolution kernels' initialiser (gin: `conv_initializer.kind`).
 
-  'glorot_uniform' (default, SPEC §1): the `tf.layers` default the reference
+  'glorot_uniform' (default, docs/protocol.md §1): the `tf.layers` default the reference
   code used; it decides the random-init ("Rnd") column, whose features depend
   on how strongly the residual branches start. 'he': truncated normal with
   variance 2 / fan_in, which keeps the forward activation variance constant
@@ -164,16 +164,16 @@ def _cross_replica_batch_norm(x, gamma, beta, epsilon, context):
 
 @gin.configurable("trunk_batch_norm")
 def trunk_bn_momentum(momentum: float = BN_MOMENTUM) -> float:
-  """The trunks' BN momentum (gin: trunk_batch_norm.momentum; SPEC: 0.99).
+  """The trunks' BN momentum (gin: trunk_batch_norm.momentum; docs/protocol.md: 0.99).
 
-  0.99 averages the statistics over ~100 steps, nothing next to SPEC's 35
+  0.99 averages the statistics over ~100 steps, nothing next to the protocol's 35
   epochs; a run of a few hundred steps (the Fashion-MNIST miniature) ends with
   moving statistics still half those of weights it has left, so its pretext
   and linear evaluations read stale normalisation: such runs set ~0.9.
   """
   if not 0.0 <= momentum < 1.0:
     raise ValueError(f"trunk_batch_norm.momentum = {momentum}: use a value in "
-                     f"[0, 1) (SPEC: 0.99; 0.9 for runs of a few hundred steps).")
+                     f"[0, 1) (protocol: 0.99; 0.9 for runs of a few hundred steps).")
   return float(momentum)
 
 

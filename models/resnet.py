@@ -1,4 +1,4 @@
-"""ResNet50 v1 and v2 (pre-activation) at any widening factor k (SPEC section 1).
+"""ResNet50 v1 and v2 (pre-activation) at any widening factor k (docs/protocol.md §1).
 
 Root: 7x7 conv (16k filters; stride 2, or 1 in patch mode) with fixed padding,
 [v1: BN-ReLU], 3x3/2 max-pool -> `after_root`. Four blocks of 3, 4, 6, 3

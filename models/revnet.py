@@ -1,4 +1,4 @@
-"""RevNet50: ResNet50's layout with analytically invertible units (SPEC section 1).
+"""RevNet50: ResNet50's layout with analytically invertible units (docs/protocol.md §1).
 
 Root: 7x7 conv with 64k filters (stride 2, or 1 in patch mode), no BN and no
 weight decay, then the 3x3/2 max-pool -> `after_root`. Four blocks of 3, 4, 6,

@@ -1,4 +1,4 @@
-"""VGG19 with batch norm at any widening factor k (SPEC section 1).
+"""VGG19 with batch norm at any widening factor k (docs/protocol.md §1).
 
 w = 8k. Five stages of 2, 2, 4, 4, 4 3x3 SAME convs (each conv-BN-ReLU, no
 bias) with w, 2w, 4w, 8w, 8w channels, each followed by a 2x2/2 max-pool. Then

@@ -1,4 +1,4 @@
-r"""Exports a checkpoint of any run as a TF-Hub module (SPEC §6).
+r"""Exports a checkpoint of any run as a TF-Hub module (docs/protocol.md §6).
 
   python scripts/export_hub.py --workdir=/tmp/demo            # latest checkpoint
   python scripts/export_hub.py --workdir=/tmp/demo --step=1500 \

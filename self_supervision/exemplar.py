@@ -1,4 +1,4 @@
-"""Exemplar (Dosovitskiy et al. 2014), in the triplet form of SPEC §2.
+"""Exemplar (Dosovitskiy et al. 2014), in the triplet form of docs/protocol.md §2.
 
 Every source image becomes n (8) independently augmented copies: grayscale
 with probability 2/3 decided once for the image, then n inception-style crops,
@@ -56,7 +56,7 @@ def _copies_in(pipeline: str):
 def normalize_embeddings(embeddings: tf.Tensor, normalization: str) -> tf.Tensor:
   """[N, D] -> [N, D] under one of NORMALIZATIONS.
 
-  'per_example': each row has unit L2 norm (SPEC). 'across_batch': each
+  'per_example': each row has unit L2 norm (docs/protocol.md). 'across_batch': each
   column (dimension) has unit L2 norm over the batch, as the reference code's
   `tf.nn.l2_normalize(logits, axis=0)` did. 'none': unchanged.
   """
@@ -131,7 +131,7 @@ class Exemplar(task_lib.Task):
       raise ValueError(
           f"exemplar.mining_group_images must be an int >= 2 (a group needs "
           f"negatives) or None (the whole per-replica batch); got "
-          f"{mining_group_images!r}. SPEC §2: 8.")
+          f"{mining_group_images!r}. docs/protocol.md §2: 8.")
     self.mining_group_images = mining_group_images
     copies = _copies_in(pp_train)
     if copies is not None:
@@ -158,7 +158,7 @@ class Exemplar(task_lib.Task):
     logits, _ = model(images, training=training)
     embeddings = normalize_embeddings(logits, self.normalization)
     # Labels are the source image's position in the batch, so consecutive
-    # images form the mining groups (SPEC §2: 8 images, as one TPU core of
+    # images form the mining groups (docs/protocol.md §2: 8 images, as one TPU core of
     # the reference held), however many replicas share the global batch.
     groups = (None if self.mining_group_images is None
               else labels // self.mining_group_images)

@@ -1,4 +1,4 @@
-"""Exporting a run's trunk as a TF-Hub module (SPEC §6): where, when, from
+"""Exporting a run's trunk as a TF-Hub module (docs/protocol.md §6): where, when, from
 which checkpoint.
 
 The pieces live in files of their own, one job each:

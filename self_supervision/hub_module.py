@@ -1,5 +1,5 @@
 """The exported object: a trained trunk behind TF-Hub's reusable SavedModel
-interface (SPEC §6), and what it learns of the task's input to build it.
+interface (docs/protocol.md §6), and what it learns of the task's input to build it.
 
 The module takes float32 images [B, H, W, 3] in [0, 1] (TF-Hub's image
 convention), of any batch size and, for resolution-free trunks, any size; it

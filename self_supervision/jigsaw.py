@@ -1,4 +1,4 @@
-"""Jigsaw puzzles (Noroozi & Favaro 2016), SPEC §2.
+"""Jigsaw puzzles (Noroozi & Favaro 2016), docs/protocol.md §2.
 
 Each image's 9 patches are embedded by the trunk; for each of 8 permutations
 drawn from a fixed set of 100 (the same 8 for the whole batch), the 9
@@ -81,7 +81,7 @@ class Jigsaw(patch_task.PatchTask):
       patch_task); pp_pretext_eval None runs pp_train in evaluation mode
       (central crops, colour).
     embedding_size: the trunk's logits size, one patch's embedding.
-    head_hidden, head_dropout, head_weight_decay: the head (SPEC §2).
+    head_hidden, head_dropout, head_weight_decay: the head (docs/protocol.md §2).
     patch_representation: 'average' or 'concat' over the 9 patches.
   """
 
@@ -100,7 +100,7 @@ class Jigsaw(patch_task.PatchTask):
         or not 1 <= permutations_per_batch <= num_permutations):
       raise ValueError(
           f"jigsaw.permutations_per_batch must be an int in 1.."
-          f"{num_permutations}; got {permutations_per_batch!r} (SPEC: 8).")
+          f"{num_permutations}; got {permutations_per_batch!r} (protocol: 8).")
     self.num_pretext_classes = num_permutations
     self.permutations_per_batch = permutations_per_batch
     self.copies_per_example = permutations_per_batch

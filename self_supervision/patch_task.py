@@ -1,4 +1,4 @@
-"""What jigsaw and relative patch location share (SPEC §2 and §5).
+"""What jigsaw and relative patch location share (docs/protocol.md §2 and §5).
 
 Both tasks cut each image into a row-major 3x3 grid of patches (index 4 is the
 centre), map every patch to an embedding with the trunk in patch mode (the
@@ -26,7 +26,7 @@ GRID = 3
 NUM_PATCHES = GRID * GRID
 CENTER = NUM_PATCHES // 2
 
-# SPEC §2: resize to 292, crop 255 (random), a 3x3 grid of 85-pixel cells, a
+# docs/protocol.md §2: resize to 292, crop 255 (random), a 3x3 grid of 85-pixel cells, a
 # 64x64 patch per cell at a random offset (up to 21 px of jitter), each patch
 # independently grayscale with p = 2/3, per-patch standardization. The same
 # ops in evaluation mode are the pretext-evaluation pipeline: central crops,
@@ -37,14 +37,14 @@ DEFAULT_PP_TRAIN = ("decode|resize(292)|crop(255)|"
                     "to_gray(2/3, per_element=True)|standardize")
 PP_TRAIN_GRAY_PER_IMAGE = ("decode|resize(292)|to_gray(2/3)|crop(255)|"
                            "crop_patches(3, patch_size=64, jitter=21)|standardize")
-# SPEC §5: smaller side 224, central 192, 3x3 grid of 64x64 (cells are 64, so
+# docs/protocol.md §5: smaller side 224, central 192, 3x3 grid of 64x64 (cells are 64, so
 # the patch is the whole cell), no jitter, standardized.
 DEFAULT_PP_REPRESENTATION = ("decode|resize_small(224)|central_crop(192)|"
                              "crop_patches(3, patch_size=64)|standardize")
 
 PATCH_REPRESENTATIONS = ("average", "concat")
 
-# Head (SPEC §2, Jigsaw): as in the reference's fully connected layers.
+# Head (docs/protocol.md §2, Jigsaw): as in the reference's fully connected layers.
 HEAD_INIT_STDDEV = 0.005
 HEAD_HIDDEN_BIAS = 0.1
 HEAD_BN_MOMENTUM = 0.997

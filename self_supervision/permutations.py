@@ -1,4 +1,4 @@
-"""The jigsaw task's fixed set of tile permutations (SPEC §2, Jigsaw).
+"""The jigsaw task's fixed set of tile permutations (docs/protocol.md §2, Jigsaw).
 
 As in Noroozi & Favaro (2016), the set is chosen greedily: start from one
 permutation, then repeatedly add the permutation whose minimum Hamming distance

@@ -1,4 +1,4 @@
-"""Relative patch location (Doersch et al. 2015), SPEC §2.
+"""Relative patch location (Doersch et al. 2015), docs/protocol.md §2.
 
 Of each image's 3x3 grid of patches, the 8 pairs (neighbour i, centre 4) for
 i in 0..8 except 4 are labelled 0..7 in that order; each pair's two
@@ -46,7 +46,7 @@ class RelativePatchLocation(patch_task.PatchTask):
       patch_task); pp_pretext_eval None runs pp_train in evaluation mode
       (central crops, colour).
     embedding_size: the trunk's logits size, one patch's embedding.
-    head_hidden, head_dropout, head_weight_decay: the head (SPEC §2).
+    head_hidden, head_dropout, head_weight_decay: the head (docs/protocol.md §2).
     patch_representation: 'average' or 'concat' over the 9 patches.
   """
   copies_per_example = NUM_LOCATIONS

@@ -1,4 +1,4 @@
-"""Rotation prediction (Gidaris et al. 2018), SPEC §2.
+"""Rotation prediction (Gidaris et al. 2018), docs/protocol.md §2.
 
 Every image becomes 4 copies rotated by 0, 90, 180 and 270 degrees
 counter-clockwise (copy r == numpy.rot90(image, k=r) on the H, W axes), labelled

@@ -1,4 +1,4 @@
-"""The supervised baseline (SPEC §2): the trunk trained on the dataset's labels.
+"""The supervised baseline (docs/protocol.md §2): the trunk trained on the dataset's labels.
 
 Softmax cross-entropy on the trunk's own logits layer (one output per dataset
 class), inception-style preprocessing in training; its "pretext accuracy" is

@@ -32,7 +32,7 @@ class Trainer:
   """Trains `task.build_model()` on `dataset` under `strategy`.
 
   Gin binds the schedule and loop settings as `train.<argument>`; durations are
-  in epochs of the `train_split` (SPEC §4 defaults). `precision` is one of
+  in epochs of the `train_split` (docs/protocol.md §4 defaults). `precision` is one of
   training.precision.PRECISIONS ('mixed': bfloat16 on TPU and bf16 CPUs,
   float16 with loss scaling on GPU); `jit_compile` compiles the forward and
   backward pass with XLA (BENCHMARKS.md has the measurements behind both

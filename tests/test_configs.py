@@ -52,7 +52,7 @@ def test_shared_includes_state_spec_once(clean_gin):
 
 @pytest.mark.parametrize("path", [p for p in RUN_CONFIGS if "imagenet" in p])
 def test_imagenet_configs_use_the_table1_protocol(path, clean_gin):
-  # SPEC §5: fit on train, L2 chosen on val, scored on val; no refit, no test.
+  # docs/protocol.md §5: fit on train, L2 chosen on val, scored on val; no refit, no test.
   del clean_gin
   config_lib.parse([os.path.join(ROOT, path)])
   assert [gin.query_parameter(f"linear_eval.{name}") for name in (

@@ -94,10 +94,10 @@ def test_each_task_config_is_the_miniature_protocol(task, clean_gin):
   assert steps == (0 if task == "random_init" else 602)
   assert train("optimizer") == "adam"
   if task != "random_init":
-    # Warm-up and decays at SPEC's 5, 15 and 25 of 35 epochs.
+    # Warm-up and decays at the protocol's 5, 15 and 25 of 35 epochs.
     assert [train("warmup_epochs")] + list(train("decay_epochs")) == pytest.approx(
         [f * train("epochs") / 35 for f in (5, 15, 25)], abs=1e-3)
-  # The trunks' BN averages over ~10 steps, not SPEC's ~100.
+  # The trunks' BN averages over ~10 steps, not the protocol's ~100.
   assert layers.trunk_bn_momentum() == 0.9
   assert layers.batch_norm("bn").momentum == 0.9
   # The Table 1 protocol: train -> L2 chosen on val -> reported on val.

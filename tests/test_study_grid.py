@@ -1,5 +1,5 @@
 """The study's grid: 72 Table 1 cells whose configs the generator reproduces,
-and every ImageNet config checked against SPEC's numbers."""
+and every ImageNet config checked against the protocol's numbers."""
 import glob
 import inspect
 import json
@@ -35,7 +35,7 @@ def test_table1_has_the_papers_72_cells():
   per_task = {t: sum(c[0] == t for c in cells) for t in study_cells.TASK_NAMES}
   assert per_task == {"random_init": 6, "rotation": 24, "exemplar": 18,
                       "relative_patch_location": 12, "jigsaw": 12}
-  # SPEC §8's headline cells.
+  # docs/protocol.md §8's headline cells.
   paper = study_cells.PAPER_TABLE1
   assert paper[("rotation", "revnet50", 16)] == 53.7
   assert paper[("exemplar", "resnet50_v1", 12)] == 47.7
@@ -70,7 +70,7 @@ def _setting(fn, configurable, name):
   return inspect.signature(fn).parameters[name].default
 
 
-# SPEC §4: images per global batch (before copies) and the schedule, per task.
+# docs/protocol.md §4: images per global batch (before copies) and the schedule, per task.
 BATCH = {"rotation": 64, "exemplar": 64, "jigsaw": 128,
          "relative_patch_location": 128, "supervised": 256, "random_init": 64}
 
@@ -88,7 +88,7 @@ def test_every_imagenet_config_is_what_spec_says(path, clean_gin):
   assert experiment["dataset"] == "imagenet2012" and experiment.get("seed", 0) == 0
   task_name = "supervised" if folder == "random_init" else folder
   assert experiment["task"] == task_name
-  # The trunk (SPEC §1): the file name says which, weight decay 1e-4.
+  # The trunk (docs/protocol.md §1): the file name says which, weight decay 1e-4.
   get_model = models_registry.get_model
   assert _setting(get_model, "get_model", "name") == model
   assert _setting(get_model, "get_model", "width") == int(k)
@@ -96,7 +96,7 @@ def test_every_imagenet_config_is_what_spec_says(path, clean_gin):
   assert _setting(get_model, "get_model", "weight_decay") == 1e-4
   assert _setting(get_model, "get_model", "representation_size") is None
 
-  # Training (SPEC §4; supervised and Rnd: §2).
+  # Training (docs/protocol.md §4; supervised and Rnd: §2).
   train = lambda n: _setting(trainer_lib.Trainer.__init__, "train", n)  # noqa: E731
   assert train("batch_size") == BATCH[folder]
   assert train("optimizer") == "sgd" and train("momentum") == 0.9
@@ -111,7 +111,7 @@ def test_every_imagenet_config_is_what_spec_says(path, clean_gin):
   assert train("steps_per_loop") == 500 and train("checkpoint_secs") == 600
   assert train("keep_checkpoint_every_hours") == 4
 
-  # The Table 1 protocol (SPEC §5): L-BFGS on pre_logits, train -> val.
+  # The Table 1 protocol (docs/protocol.md §5): L-BFGS on pre_logits, train -> val.
   linear = lambda n: gin.get_bindings("linear_eval")[n]  # noqa: E731
   assert linear("layers") == ["pre_logits"]
   assert (linear("train_split"), linear("val_split"), linear("eval_split"),
@@ -120,7 +120,7 @@ def test_every_imagenet_config_is_what_spec_says(path, clean_gin):
       "protocols"].default == ("linear_lbfgs",)
   assert "protocols" not in experiment
 
-  # The task's own reference settings (SPEC §2).
+  # The task's own reference settings (docs/protocol.md §2).
   task = task_lib.get_task(task_name, num_classes=1000)
   pp = task.preprocess(task_lib.TRAIN)
   if folder == "rotation":

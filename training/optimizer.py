@@ -1,4 +1,4 @@
-"""The optimizers a config can name (SPEC §4: SGD with momentum 0.9, Adam optional)."""
+"""The optimizers a config can name (docs/protocol.md §4: SGD with momentum 0.9, Adam optional)."""
 import keras
 import tensorflow as tf
 

@@ -3,7 +3,7 @@
 Process-wide, like the cluster itself: the files of a run are written by one
 process (the chief), however deep in the library the write happens. Set by
 `training.strategy.make_strategy`; free of TensorFlow, so that readers of a
-workdir (scripts/make_report.py through evaluation/results.py) need none.
+workdir (study/report through evaluation/results.py) need none.
 """
 import os
 

@@ -1,6 +1,6 @@
 """Learning-rate schedule and the one place where epochs become steps.
 
-Configs state durations in epochs (SPEC §4: warm-up 5, decays at 15 and 25, 35 in
+Configs state durations in epochs (docs/protocol.md §4: warm-up 5, decays at 15 and 25, 35 in
 total); everything below the config works in optimizer steps.
 """
 import math
@@ -34,7 +34,7 @@ def linear_scaling(base_lr: float, global_batch_size: int,
 @gin.configurable(denylist=["global_batch_size"])
 def scaled_learning_rate(global_batch_size: int, base_lr: float = 0.1,
                          base_batch_size: int = 256) -> float:
-  """SPEC §4: the pretext LR is 0.1 for a batch of 256, scaled linearly."""
+  """docs/protocol.md §4: the pretext LR is 0.1 for a batch of 256, scaled linearly."""
   return linear_scaling(base_lr, global_batch_size, base_batch_size)
 
 
@@ -72,7 +72,7 @@ class WarmupPiecewiseConstant(keras.optimizers.schedules.LearningRateSchedule):
 def make_schedule(*, peak_lr: float, num_examples: int, global_batch_size: int,
                   warmup_epochs: float, decay_epochs: Sequence[float],
                   factor: float = 0.1) -> WarmupPiecewiseConstant:
-  """The SPEC §4 schedule from durations in epochs."""
+  """The docs/protocol.md §4 schedule from durations in epochs."""
   to_steps = lambda e: epochs_to_steps(e, num_examples, global_batch_size)
   return WarmupPiecewiseConstant(
       peak_lr, to_steps(warmup_epochs), [to_steps(e) for e in decay_epochs],

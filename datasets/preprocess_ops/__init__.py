@@ -1,4 +1,4 @@
-"""Built-in preprocessing ops (SPEC §3), registered in preprocess_registry.
+"""Built-in preprocessing ops (docs/protocol.md §3), registered in preprocess_registry.
 
 One module per family of ops:
 

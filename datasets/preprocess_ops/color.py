@@ -113,7 +113,7 @@ def get_to_gray(p: float = 2.0 / 3.0, eval_p: float = 0.0,
   By default the decision is drawn ONCE per example: on a stack [N, H, W, C]
   either all elements become gray or none. per_element=True draws it for each
   element of a stack independently (the patch tasks' per-patch grayscale,
-  SPEC §2). In evaluation the probability is `eval_p`, 0 by default (no
+  docs/protocol.md §2). In evaluation the probability is `eval_p`, 0 by default (no
   conversion); eval_p=1 converts every evaluation image.
   """
   for name, value in (("p", p), ("eval_p", eval_p)):

@@ -1,6 +1,6 @@
 """Multinomial logistic regression on frozen features, fitted by full-batch L-BFGS.
 
-This is the Table-1 protocol of the paper (SPEC §5): representations of the
+This is the Table-1 protocol of the paper (docs/protocol.md §5): representations of the
 training images are computed once, a linear softmax classifier is fitted on
 them, and the L2 strength is chosen on the held-out split.
 

@@ -26,7 +26,7 @@ from training import workdir as workdir_lib
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-  """The protocol's schedule in steps (SPEC §5).
+  """The protocol's schedule in steps (docs/protocol.md §5).
 
   The peak learning rate for `first_decay_epochs`, times `decay_factor` then
   and again `second_decay_after` epochs later; `tail_epochs` after the first

@@ -27,7 +27,7 @@ def augmented_pipeline(pp: str) -> str:
   """The representation pipeline with its central crop made random + a flip.
 
   'decode|resize_small(256)|central_crop(224)|value_range(-1, 1)' becomes
-  'decode|resize_small(256)|crop(224)|flip_lr|value_range(-1, 1)' (SPEC §5's
+  'decode|resize_small(256)|crop(224)|flip_lr|value_range(-1, 1)' (docs/protocol.md §5's
   training preprocessing): `crop` and `flip_lr` are random only in training,
   so the same string evaluates on the central crop, unflipped. A pipeline
   without a central crop is returned unchanged.

@@ -2,7 +2,7 @@
 
 Table 1 cells live in `configs/<task>/imagenet_<trunk>_k<k>.gin`. They are
 small (includes + the trunk), written by `write` from study/grid/cells.py so
-that all 72 say exactly what SPEC says; tests/test_study_grid.py fails when a
+that all 72 say exactly what docs/protocol.md says; tests/test_study_grid.py fails when a
 committed file differs from what `write` would produce.
 """
 import glob
@@ -26,8 +26,8 @@ def cell_text(task: str, trunk: str, k: int) -> str:
   return (
       f"# Table 1 cell {column} / {row} / k = {k} (paper: "
       f"{cells.PAPER_TABLE1[(task, trunk, k)]}% linear top-1).\n"
-      f"# {what} (SPEC §1, §2);\n"
-      f"# scored by the Table 1 protocol (SPEC §5).\n"
+      f"# {what} (docs/protocol.md §1, §2);\n"
+      f"# scored by the Table 1 protocol (docs/protocol.md §5).\n"
       f"# Written by `python -m study.grid write`: edit the generator or\n"
       f"# the includes, not this file.\n"
       f"include '{cells.task_config(task)}'\n"

@@ -3,7 +3,7 @@ from typing import Tuple
 
 from study.grid import cells
 
-# ImageNet as the study splits it (SPEC §7).
+# ImageNet as the study splits it (docs/protocol.md §7).
 IMAGENET_TRAIN = 1_281_167 - 50_000
 IMAGENET_TRAINVAL = 1_281_167
 IMAGENET_TEST = 50_000
@@ -16,7 +16,7 @@ def cell_flops(task: str, trunk: str, k: int) -> Tuple[float, float]:
 
   Training: 3 x forward (forward + backward) of every network input per image
   (rotation 4 copies at 224, exemplar 8 crops at 224, the patch tasks 9 patches
-  of 64 px in patch mode plus their head), over SPEC §4's 35 epochs of `train`.
+  of 64 px in patch mode plus their head), over docs/protocol.md §4's 35 epochs of `train`.
   Evaluation: one forward of the representation (9 patches for the patch
   tasks) of every `train` and `val` image; L-BFGS runs on the host.
   """

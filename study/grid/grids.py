@@ -97,8 +97,8 @@ def _grid_runs() -> Dict[str, List[Run]]:
                 extra_configs=("configs/common/linear_eval_table2.gin",),
                 expect=(LINEAR, ("linear_sgd", "pre_logits", 1.0, "test")))
       for task, trunk, k, _ in TABLE2] + [
-      # Places: Places205 when its archives are there, else Places365 (SPEC
-      # §7's stand-in); the same protocol on the trained cell, through the
+      # Places: Places205 when its archives are there, else Places365
+      # (docs/protocol.md §7's stand-in); the same protocol on the trained cell, through the
       # evaluation CLI (it needs the Places data).
       _cell_run(task, trunk, k, grid="table2", suffix="_places",
                 program=("-m", "evaluation"), extra_configs=(),

@@ -1,4 +1,4 @@
-"""SPEC §5 pooling: every trunk's end points at k = 4 come down to about 9000:
+"""docs/protocol.md §5 pooling: every trunk's end points at k = 4 come down to about 9000:
 the adaptive grid closest to it (9216 allowed), the strided pools within it."""
 import numpy as np
 import pytest
@@ -11,7 +11,7 @@ TRUNKS = [("resnet50_v1", True), ("resnet50_v2", True), ("resnet50_v2", False),
           ("revnet50", True), ("revnet50", False), ("vgg19_bn", True)]
 
 # ResNet50 v2, k = 4, 224 x 224: end point shape and the number of features
-# of each pooling, worked out by hand from SPEC §5.
+# of each pooling, worked out by hand from docs/protocol.md §5.
 #   adaptive: g = floor or ceil of sqrt(9000 / c), whichever puts g*g*c closer
 #             to 9000 (at most h), g*g*c features
 #   max/avg:  stride t = ceil(sqrt(h*w*c / 9000)), (h // t)^2 * c features
@@ -96,7 +96,7 @@ def test_unknown_pooling_is_refused():
 
 
 def test_the_adaptive_grid_may_exceed_the_budget_when_closer():
-  # SPEC §5's example: 1024 channels give 3 x 3 x 1024 = 9216, not 2 x 2.
+  # docs/protocol.md §5's example: 1024 channels give 3 x 3 x 1024 = 9216, not 2 x 2.
   assert pooling.pooled_size(14, 14, 1024) == 9216
   # 512 channels: 4 x 4 (8192) beats 5 x 5 (12800).
   assert pooling.pooled_size(28, 28, 512) == 8192

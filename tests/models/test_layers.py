@@ -1,4 +1,4 @@
-"""Unit-level structure of SPEC section 1: padding, unit order, BN, weight decay, errors."""
+"""Unit-level structure of docs/protocol.md §1: padding, unit order, BN, weight decay, errors."""
 import keras
 import numpy as np
 import pytest

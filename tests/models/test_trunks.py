@@ -1,6 +1,6 @@
 """End points, shapes and exact parameter counts of every trunk at k = 1 and 4.
 
-The expected counts are computed here from the layer list of SPEC section 1,
+The expected counts are computed here from the layer list of docs/protocol.md §1,
 independently of models/ (which is only used to build the Keras models), so a
 disagreement means the builders do not follow the spec.
 """
@@ -36,7 +36,7 @@ def _trainable_count(model):
   return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
 
 
-# ---- Parameter counts written from SPEC section 1 --------------------------------
+# ---- Parameter counts written from docs/protocol.md §1 --------------------------------
 
 
 def _bn(c):

@@ -174,7 +174,7 @@ def test_trains_on_fashion_mnist_above_chance(tmp_path):
 
 
 def test_one_replica_with_groups_of_8_equals_8_replicas_of_8_images():
-  """SPEC §2: mining groups of 8 images, whatever the number of replicas."""
+  """docs/protocol.md §2: mining groups of 8 images, whatever the number of replicas."""
   task = task_lib.get_task("exemplar", num_classes=10, pp_train=PP_TRAIN)
   assert task.mining_group_images == 8
   images = np.random.RandomState(1).rand(64, 4, 6, 6, 3).astype(np.float32)

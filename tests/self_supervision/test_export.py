@@ -1,4 +1,4 @@
-"""TF-Hub export (SPEC §6): modules load three ways, in a fresh process, and
+"""TF-Hub export (docs/protocol.md §6): modules load three ways, in a fresh process, and
 give the in-framework model's outputs; fine-tuning reaches the trunk.
 
 Two modules are exported once per file: a rotation ResNet50 v2 (width 1),

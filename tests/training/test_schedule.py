@@ -20,7 +20,7 @@ def test_learning_rate_scales_linearly_with_batch():
 
 def test_spec_schedule_values_at_chosen_steps():
   # 1000 examples, batch 100: 10 steps per epoch; warm-up 5 epochs, decays at
-  # 15 and 25 epochs (SPEC §4), peak 0.1 * 100 / 256.
+  # 15 and 25 epochs (docs/protocol.md §4), peak 0.1 * 100 / 256.
   peak = schedule.scaled_learning_rate(100)
   lr = schedule.make_schedule(peak_lr=peak, num_examples=1000,
                               global_batch_size=100, warmup_epochs=5,
