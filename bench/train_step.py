@@ -264,9 +264,12 @@ def main():
         gin.clear_config()
         config_lib.parse([], bindings=[task_config(task_name, trunk,
                                                    last_relu, width)])
-        task = task_lib.get_task(task_name, num_classes=NUM_CLASSES)
-        # Exemplar's triplets need another source image for negatives.
+        # Exemplar's triplets need another source image for negatives, and
+        # its mining groups can be no larger than the batch.
         images_per_step = max(args.batch, 2) if task_name == "exemplar" else args.batch
+        groups = (dict(mining_group_images=min(8, images_per_step))
+                  if task_name == "exemplar" else {})
+        task = task_lib.get_task(task_name, num_classes=NUM_CLASSES, **groups)
         batch = fixed_batch(task, images_per_step)
         inputs = network_inputs(task, batch)
         size = input_size(batch)

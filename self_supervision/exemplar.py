@@ -155,6 +155,20 @@ class Exemplar(task_lib.Task):
       raise ValueError(
           "exemplar needs at least 2 source images per replica to have "
           "negatives; raise train.batch_size to at least 2 x the replicas.")
+    source_images = batch["image"].shape[0]
+    if (training and self.mining_group_images is not None
+        and source_images is not None
+        and source_images < self.mining_group_images):
+      # The groups are cut from each replica's rows: fewer rows than a group
+      # would silently mine in smaller groups than the protocol's (16
+      # replicas at batch 64 give groups of 4).
+      raise ValueError(
+          f"exemplar.mining_group_images = {self.mining_group_images}, but each "
+          f"replica trains on only {source_images} source images: its mining "
+          f"groups would shrink to {source_images}. Raise train.batch_size to "
+          f"at least {self.mining_group_images} x the replicas, or set "
+          f"exemplar.mining_group_images to at most {source_images} (None: the "
+          f"whole per-replica batch).")
     logits, _ = model(images, training=training)
     embeddings = normalize_embeddings(logits, self.normalization)
     # Labels are the source image's position in the batch, so consecutive

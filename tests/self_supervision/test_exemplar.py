@@ -40,8 +40,10 @@ def test_fold_copies_rows_and_labels_exact():
 
 @pytest.mark.parametrize("normalization", ["per_example", "across_batch", "none"])
 def test_loss_on_normalised_embeddings(normalization):
+  # 3 source images mine as one group: the whole per-replica batch (groups
+  # of 8 are refused on fewer than 8 images).
   task = task_lib.get_task("exemplar", num_classes=10, pp_train=PP_TRAIN,
-                           normalization=normalization)
+                           normalization=normalization, mining_group_images=None)
   images = np.random.RandomState(0).rand(3, 4, 6, 6, 3).astype(np.float32)
   per_copy, outputs = task.compute_loss(
       _linear_model, {"image": tf.constant(images)}, training=True)
@@ -123,6 +125,27 @@ def test_bad_configurations_name_the_fix():
     task.compute_loss(_linear_model, {"image": tf.zeros([1, 8, 8, 8, 3])}, True)
   with pytest.raises(ValueError, match="as_training"):
     preprocess_registry.get_preprocess_fn("as_training(3)", training=False)
+
+
+def test_a_replica_batch_smaller_than_a_mining_group_is_refused():
+  # 16 replicas at a global batch of 64 give each replica 4 source images:
+  # groups of 8 cannot be cut from them.
+  task = task_lib.get_task("exemplar", num_classes=10, pp_train=PP_TRAIN)
+  images = tf.zeros([4, 4, 6, 6, 3])
+  with pytest.raises(ValueError, match=(
+      r"exemplar.mining_group_images = 8, but each replica trains on only 4 "
+      r"source images: its mining groups would shrink to 4. Raise "
+      r"train.batch_size to at least 8 x the replicas")):
+    task.compute_loss(_linear_model, {"image": images}, training=True)
+  # Evaluation may see a short last batch: it is not refused.
+  losses, _ = task.compute_loss(_linear_model, {"image": images}, training=False)
+  assert losses.shape == (16,)
+  # Groups as small as the replica's batch, or the whole batch, are allowed.
+  for groups in (4, 2, None):
+    small = task_lib.get_task("exemplar", num_classes=10, pp_train=PP_TRAIN,
+                              mining_group_images=groups)
+    losses, _ = small.compute_loss(_linear_model, {"image": images}, training=True)
+    assert losses.shape == (16,)
 
 
 class _SmallVal:
