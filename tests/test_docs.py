@@ -14,9 +14,6 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 README_MAX_LINES = 220
-# Written in another branch of the same issue: a link to it is expected before the
-# page exists, and checked like any other link once it does.
-PENDING_PAGES = ("docs/adding_a_task.md",)
 # The protocol's top-level sections: code comments cite them by number ("§5").
 PROTOCOL_SECTIONS = ("Architectures", "Pretext tasks", "Preprocessing vocabulary",
                      "Training", "Representation evaluation", "Export", "Data",
@@ -124,8 +121,6 @@ def test_every_link_resolves_inside_the_repository(path, target):
   assert not inside.startswith(os.pardir), (
       f"{path} links {target}, outside the repository: link the page of docs/ that "
       "says it instead")
-  if inside.replace(os.sep, "/") in PENDING_PAGES and not os.path.exists(resolved):
-    pytest.skip(f"{inside} is written in another branch of this issue")
   assert os.path.exists(resolved), f"{path} links {target}, which does not exist"
   if fragment and resolved.endswith(".md"):
     assert fragment in anchors(os.path.relpath(resolved, ROOT)), (
