@@ -15,7 +15,9 @@ correlated through a low-rank latent, class-dependent means plus noise, and
 per-channel scales spread over an order of magnitude.
 
 scikit-learn runs before TensorFlow is imported, so TF's thread pools cannot
-compete with it.
+compete with it. It is not a project dependency (Keras imports it on every
+`import tensorflow` when installed, slowing every command's start-up):
+`pip install -r requirements-bench.txt` first.
 
 Usage:
   python bench/lbfgs_vs_sklearn.py                      # 50k x 2048, 10 and 100 classes
@@ -123,6 +125,13 @@ def main(argv=None):
                       help="only scikit-learn (e.g. to run the slow half separately)")
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
+  if not args.skip_sklearn:
+    try:
+      import sklearn  # pylint: disable=g-import-not-at-top,unused-import
+    except ImportError:
+      sys.exit("Error: this benchmark compares against scikit-learn, which is not a "
+               "project dependency: `pip install -r requirements-bench.txt` (or pass "
+               "--skip-sklearn to time ours only).")
 
   datasets = {}
   for classes in args.classes:

@@ -42,5 +42,7 @@ run memory "$PY" bench/memory.py
 run end_to_end "$PY" bench/end_to_end.py
 # Evaluation: extraction and the L-BFGS solver.
 run feature_extraction "$PY" bench/feature_extraction.py
+# scikit-learn is the reference here only: installed for this one benchmark.
+"$PY" -m pip install -q --disable-pip-version-check -r requirements-bench.txt
 run lbfgs_vs_sklearn "$PY" bench/lbfgs_vs_sklearn.py
 echo "Logs in $OUT"

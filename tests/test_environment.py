@@ -24,3 +24,14 @@ def test_tensorflow_hub_and_pkg_resources_import():
   setuptools_version, hub_version = proc.stdout.split()[-2:]
   assert int(setuptools_version.split(".")[0]) < 81
   assert hub_version == "0.16.1"
+
+
+def test_importing_tensorflow_does_not_import_scikit_learn():
+  # Keras imports scikit-learn on `import tensorflow` when it is installed
+  # (~20% of every command's start-up): it stays out of requirements.txt.
+  proc = subprocess.run(
+      [sys.executable, "-c",
+       "import sys, tensorflow; print('sklearn' in sys.modules)"],
+      capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.split()[-1] == "False"
