@@ -54,3 +54,28 @@ def tiny_rotation_gin(clean_gin):
   del clean_gin
   gin.parse_config(TINY_ROTATION_GIN)
   yield
+
+
+# Files without end-to-end tests that still take minutes (measured alone on 2
+# cores: deep trunks traced under a two-replica strategy, shared trained runs).
+LONG_FILES = ("training/test_distribution.py", "self_supervision/test_trainer.py",
+              "self_supervision/test_export.py", "evaluation/test_hub_trunk.py",
+              "self_supervision/test_new_task.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+  """Long files run first: those holding end-to-end (slow) tests, then LONG_FILES.
+
+  scripts/test.sh hands whole files to its workers (`--dist loadfile`) in this
+  order; the long files starting first keeps one of them from running alone at
+  the end while the other workers idle. Every worker sorts the same way.
+  """
+  del session, config
+  slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+
+  def rank(item):
+    if item.path in slow_files:
+      return 0
+    return 1 if str(item.path).endswith(LONG_FILES) else 2
+
+  items.sort(key=rank)  # stable: a file's tests keep their order
