@@ -18,6 +18,7 @@ places205, places365); `image_folder.ImageFolder` over image files, with the sam
 `SPLITS` and `check_split`. Datasets are found by name through `datasets.registry`.
 """
 import contextlib
+import fcntl
 import importlib.resources
 import importlib.resources.abc  # noqa: F401  (makes `.abc` an attribute)
 import io
@@ -149,6 +150,18 @@ class TfdsDataset:
     if self.builder.is_prepared():
       print(f'{self.name}: prepared tfds data found in {data_dir}', flush=True)
       return
+    # Two runs started together on a fresh machine (a sweep with --jobs, a
+    # parallel test suite) would both build into the same folder and the
+    # second rename fails: one prepares, the others wait and then read it.
+    with _prepare_lock(data_dir, self.name):
+      if self.builder.is_prepared():
+        # Built by the run we waited for: our builder read no info at creation.
+        self.builder.info.read_from_directory(data_dir)
+        print(f'{self.name}: prepared tfds data found in {data_dir}', flush=True)
+        return
+      self._prepare_unlocked(data_dir)
+
+  def _prepare_unlocked(self, data_dir):
     missing = self._missing_manual_files()
     if missing:
       raise FileNotFoundError(
@@ -327,6 +340,24 @@ def _decode_image_batch(feature, data):
       and shape is not None and all(isinstance(d, int) for d in shape)):
     return tf.reshape(tf.io.decode_raw(data, feature.tf_dtype), [-1, *shape])
   return feature.decode_batch_example(data)
+
+
+@contextlib.contextmanager
+def _prepare_lock(data_dir, name):
+  """Holds an exclusive lock beside `data_dir` (<builder>.prepare.lock)."""
+  path = os.path.dirname(data_dir) + '.prepare.lock'
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'a') as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      print(f'{name}: another process is preparing {data_dir}; waiting for it '
+            f'(lock {path}) ...', flush=True)
+      fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
