@@ -20,7 +20,7 @@ knows what earlier versions meant, and every read goes through it:
   2: every entry written names its dataset and seed.
   3: every entry written carries its `settings`. Earlier entries have none:
     they are matched on what they record (splits, selection rule, precision;
-    `legacy_matches`) and replaced by the first entry written with settings.
+    `legacy_matches`), and kept beside entries of other settings.
 """
 import json
 import os
@@ -152,10 +152,6 @@ def update(workdir: str, *, run: Dict = None, pretext: Dict = None,
     results["pretext"].update(pretext)
   by_key = {_key(e): e for e in results["evaluations"]}
   for e in evaluations:
-    if "settings" in e:
-      # An entry written before entries had settings, of the same evaluation
-      # otherwise, is what this one re-measured (has_entry found it unlike).
-      by_key.pop(_key({**e, "settings": None}), None)
     by_key[_key(e)] = e
   results["evaluations"] = list(by_key.values())
   if label_free or "label_free" in results:
