@@ -312,6 +312,10 @@ def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
     e["dataset"] = dataset.name
     e["seed"] = seed
     e["settings"] = settings
+    # What the report's standard errors and failed-fit rule read
+    # (docs/protocol.md §9).
+    e["eval_examples"] = int(dataset.num_examples(e["eval_split"]))
+    e["num_classes"] = int(dataset.num_classes)
     if dtype != "float32" and record.on_features:
       e["extraction_precision"] = dtype
   results_lib.update(workdir, evaluations=entries)
@@ -324,7 +328,8 @@ def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
 def record_label_free(trunk, dataset, split: str, *, workdir: str, cache=None,
                       strategy=None, layer: str = "pre_logits",
                       log: Callable[[str], None] = print) -> Optional[Dict]:
-  """RankMe of `trunk`'s `layer` on `split`, merged into results.json.
+  """RankMe and alpha-ReQ of `trunk`'s `layer` on `split`, merged into
+  results.json.
 
   Uses linear_eval's pooling and batch size, so the features the linear
   protocol cached are read back rather than extracted again. None when the
@@ -335,7 +340,9 @@ def record_label_free(trunk, dataset, split: str, *, workdir: str, cache=None,
   done = results_lib.load(workdir).get("label_free", [])
   there = any(e["trunk"] == trunk.name and e["dataset"] == dataset.name
               and e["layer"] == layer and e["split"] == split
-              and e["pooling"] == pooling for e in done)
+              and e["pooling"] == pooling
+              # Measured before alpha-ReQ was recorded: measured again.
+              and "alpha_req" in e for e in done)
   if not _agreed(strategy, [layer], [] if there else [layer]):
     return None
   features = feature_cache.read_splits(
@@ -344,7 +351,8 @@ def record_label_free(trunk, dataset, split: str, *, workdir: str, cache=None,
       log=log)[split][0][layer]
   e = label_free.entry(trunk.name, dataset.name, layer, split, pooling, features)
   log(f"  RankMe [{trunk.name}] {layer} on {split}: {e['rankme']:.1f} "
-      f"of {min(e['examples'], e['dim'])} dimensions")
+      f"of {min(e['examples'], e['dim'])} dimensions; alpha-ReQ "
+      f"{e['alpha_req']}")
   results_lib.update(workdir, label_free=[e])
   strategy_lib.barrier(strategy or tf.distribute.get_strategy())
   return e
