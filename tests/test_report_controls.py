@@ -36,8 +36,8 @@ def test_standard_errors_and_the_two_standard_error_rule():
 def test_a_fit_that_never_left_chance_is_a_failure():
   at_chance_loss = dict(entry(9.3), curve=[dict(epoch=1, train_loss=math.log(10))])
   assert controls.failed_fit(at_chance_loss)  # C read off the loss itself
-  assert controls.failed_fit(_scored(10.4))  # 0.4 above 1/C: within 2 SE (0.61)
-  assert not controls.failed_fit(_scored(11.0))
+  assert controls.failed_fit(_scored(11.0))  # within 1 point of 1/C
+  assert not controls.failed_fit(_scored(11.5))
   learning = dict(_scored(60.0), curve=[dict(epoch=1, train_loss=1.2)])
   assert not controls.failed_fit(learning)
   assert not controls.failed_fit(entry(10.0))  # no C known: not judged

@@ -19,8 +19,8 @@ from typing import Dict, Optional, Sequence
 Z = 2.0
 # A loss within this fraction of ln C (C classes) never left chance.
 CHANCE_LOSS_RTOL = 0.01
-# Top-1 within max(Z standard errors, this many points) of 100 / C is chance.
-CHANCE_TOP1_POINTS = 0.5
+# Top-1 no more than this many points above 100 / C is chance.
+CHANCE_TOP1_POINTS = 1.0
 CONTROLS = ("pixels", "random")
 MARK = "°"
 
@@ -71,8 +71,8 @@ def failed_fit(entry: Dict, num_classes: Optional[int] = None) -> bool:
   """Whether a fit never left chance.
 
   Its final training loss (an SGD head's curve) is within CHANCE_LOSS_RTOL
-  of ln C, or its top-1 is no more than max(Z standard errors,
-  CHANCE_TOP1_POINTS) above 100 / C. C is the entry's `num_classes`, else
+  of ln C, or its top-1 is no more than CHANCE_TOP1_POINTS above 100 / C
+  (docs/protocol.md §9). C is the entry's `num_classes`, else
   `num_classes`; for an entry with neither, the C whose ln C the loss sits at.
   """
   classes = entry.get("num_classes") or num_classes
@@ -84,8 +84,7 @@ def failed_fit(entry: Dict, num_classes: Optional[int] = None) -> bool:
       return True
   if not classes:
     return False
-  margin = max(Z * (standard_error(entry) or 0.0), CHANCE_TOP1_POINTS)
-  return float(entry["top1"]) - 100.0 / classes <= margin
+  return float(entry["top1"]) - 100.0 / classes <= CHANCE_TOP1_POINTS
 
 
 def verdict(entry: Dict, controls: Dict[str, Optional[Dict]]) -> Optional[bool]:
