@@ -66,8 +66,12 @@ def _stages(wd, mode, strategy, experiment, record, data_dir, manual_dir):
   # by another model, the evaluated layers, the evaluation splits (transfer
   # datasets: checked when present).
   task.check_pipelines(dataset)
-  record.start(run_record.model_config(
+  changed = record.start(run_record.model_config(
       experiment, task.name, {m: task.preprocess(m) for m in task_lib.MODES}))
+  if changed and role.is_chief():
+    # No number made with the old settings is reported as the new ones'.
+    counts = results_lib.set_aside(workdir, changed)
+    print(results_lib.set_aside_line(counts, changed))
 
   trainer = trainer_lib.Trainer(
       task, dataset, workdir, strategy, seed=experiment.seed,
@@ -122,7 +126,8 @@ def _stages(wd, mode, strategy, experiment, record, data_dir, manual_dir):
 
 def _trunks(task, dataset, trainer, step, experiment, strategy):
   """Builders of the trunks a run evaluates: the trained one, then the
-  random-init baseline (shaped by the run's dataset) and the TF-Hub modules."""
+  random-init baseline (shaped by the run's dataset), the pixels control and
+  the TF-Hub modules."""
   def trained_trunk():
     model = trainer.model
     if trainer.compute_dtype != "float32":
@@ -139,6 +144,8 @@ def _trunks(task, dataset, trainer, step, experiment, strategy):
         model = task.make_model(dataset, experiment.seed, trainer.train_split)
       return trunks_lib.random_init(task, model, experiment.seed)
     trunks.append(random_trunk)
+  if experiment.evaluate_pixels:
+    trunks.append(lambda: trunks_lib.pixels(task))
   trunks += [lambda p=path: trunks_lib.from_hub(p)
              for path in experiment.hub_modules]
   return trunks

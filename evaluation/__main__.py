@@ -57,8 +57,10 @@ flags.DEFINE_float("fraction", None, "Low-data regime: class-balanced fraction "
 flags.DEFINE_list("seeds", ["0"], "Evaluation seeds (e.g. 0,1,2): each is an entry; "
                   "tables show mean ± standard deviation. They set the SGD heads' "
                   "initialisation and shuffling and the low-data subset.")
-flags.DEFINE_enum("trunk", "trained", ["trained", "random_init"],
-                  "For a run: its checkpoint or its initialisation.")
+flags.DEFINE_enum("trunk", "trained", ["trained", "random_init", "pixels"],
+                  "For a run: its checkpoint, its initialisation, or the pixels "
+                  "control (the images its representation pipeline gives); with "
+                  "--hub_module, 'pixels' scores the module's input images.")
 flags.DEFINE_string("checkpoint", None, "For a run: this checkpoint prefix "
                     "instead of the latest one.")
 flags.DEFINE_multi_string("config", [], "Extra gin files applied on top.")
@@ -88,6 +90,8 @@ def _run_trunk(workdir, dataset, strategy, which, checkpoint, data_dir=None,
     num_classes = dataset_registry.get_dataset(
         run["dataset"], data_dir=data_dir, manual_dir=manual_dir).num_classes
   task = task_lib.get_task(run["task"], num_classes=num_classes)
+  if which == "pixels":
+    return trunks_lib.pixels(task)
   seed = int(run.get("seed", 0))
   with strategy.scope():
     model = task.make_model(dataset, seed)
@@ -147,6 +151,8 @@ def _main():
 def _evaluate(workdir, run, dataset, strategy, protocols):
   if FLAGS.hub_module:
     trunk = trunks_lib.from_hub(FLAGS.hub_module)
+    if FLAGS.trunk == "pixels":
+      trunk = trunks_lib.pixels(trunk.task)
     if not run:
       results_lib.update(workdir, run=dict(hub_module=FLAGS.hub_module,
                                            dataset=dataset.name))

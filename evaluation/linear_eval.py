@@ -58,11 +58,27 @@ def as_features(x, max_in_memory_gb: float, chunk_rows: Optional[int]):
   return lr.ChunkedFeatures(x, int(chunk_rows))
 
 
+def recorded_splits(*, train_split: str, val_split: str, eval_split: str,
+                    refit_on_train_and_val: bool, holdout_fraction: float,
+                    **_) -> Dict[str, str]:
+  """What an entry records of its splits and selection rule: {train_split
+  (the rows of the final fit), selected_on (the rows that chose the L2),
+  eval_split}. Extra keyword arguments (the protocol's other settings) are
+  ignored, so `evaluate`'s resolved settings can be passed whole."""
+  selected_on = val_split
+  if holdout_fraction > 0:
+    selected_on = f"{train_split} (held-out {100 * holdout_fraction:g}%)"
+  fit_split = (f"{train_split}+{val_split}" if refit_on_train_and_val
+               else train_split)
+  return dict(train_split=fit_split, selected_on=selected_on,
+              eval_split=eval_split)
+
+
 @gin.configurable("linear_eval", denylist=["trunk", "dataset", "strategy",
                                            "cache", "log"])
 def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
              train_split: str = "train", val_split: str = "val",
-             eval_split: str = "test", refit_on_train_and_val: bool = True,
+             eval_split: str = "val", refit_on_train_and_val: bool = False,
              l2_grid: Optional[Sequence[float]] = None, max_iter: int = 500,
              tol: float = 1e-6, search_tol: Optional[float] = 1e-4,
              batch_size: int = 256, pooling: str = "adaptive_max",
@@ -73,7 +89,13 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
              strategy=None, log: Callable[[str], None] = print) -> List[Dict]:
   """Runs the protocol for each layer of `trunk` (a `trunks.Trunk`).
 
-  holdout_fraction: 0 (the protocol's Table 1 protocol) chooses the L2 on `val_split`,
+  The defaults are the study's Table 1 protocol (docs/protocol.md §5): fit on
+  `train`, the L2 chosen on `val`, no refit, scored on `val`; so an
+  evaluation without a config (a `--hub_module` one) is the study's. A
+  config that scores `test` after a refit on train + val (the demo's) says
+  so with its own bindings.
+
+  holdout_fraction: 0 (the Table 1 protocol) chooses the L2 on `val_split`,
   which that protocol also scores. > 0 chooses it on this class-balanced
   fraction of `train_split`, held out from the grid's fits, then refits the
   chosen L2 on all of `train_split` (plus `val_split` with the refit): no
@@ -129,7 +151,10 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
         (split_features[s][0][layer], split_features[s][1])
         for s in (train_split, val_split, eval_split)]
     train_x, train_y = fitted_rows(train_split, train_x, train_y)
-    selected_on = val_split
+    selected_on = recorded_splits(
+        train_split=train_split, val_split=val_split, eval_split=eval_split,
+        refit_on_train_and_val=refit_on_train_and_val,
+        holdout_fraction=holdout_fraction)["selected_on"]
     if holdout_fraction > 0:
       # The grid is ranked on held-out train rows (loaded into memory), then
       # the chosen L2 is refit on every train row below.
@@ -137,7 +162,6 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
       kept = np.setdiff1d(np.arange(len(train_y)), held)
       select_x, select_y = np.asarray(train_x[held], np.float32), train_y[held]
       search_x, search_y = np.asarray(train_x[kept], np.float32), train_y[kept]
-      selected_on = f"{train_split} (held-out {100 * holdout_fraction:g}%)"
     else:
       select_x, select_y, search_x, search_y = val_x, val_y, train_x, train_y
     search = lr.grid_search(feats(search_x), search_y, feats(select_x), select_y,

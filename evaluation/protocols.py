@@ -22,6 +22,7 @@ computed from bfloat16 or float16 features says so in its
 """
 import dataclasses
 import inspect
+import json
 from typing import Callable, Dict, List, Optional, Sequence
 
 import gin
@@ -34,6 +35,7 @@ from evaluation import linear_eval
 from evaluation import representations
 from evaluation import results as results_lib
 from evaluation import sgd_eval
+from self_supervision import task as task_lib
 from training import strategy as strategy_lib
 from training import workdir as workdir_lib
 
@@ -147,6 +149,47 @@ def _entry_settings(protocol: str, overrides: Dict):
 
 _SPLIT_ARGS = ("train_split", "val_split", "eval_split")
 
+# Arguments that say how a number is computed, not which: left out of an
+# entry's settings. The layer, pooling, fraction and seed are keys of their
+# own (results._ENTRY_KEY); an SGD head's batch size sets its learning rate
+# and stays in.
+_NOT_SETTINGS = {
+    "linear": ("layers", "batch_size", "max_in_memory_gb", "chunk_rows",
+               "subset_seed"),
+    "knn": ("layers", "batch_size", "chunk_rows", "subset_seed"),
+    "sgd": ("layer", "layers", "eval_batch_size", "steps_per_loop", "seed", "subset_seed"),
+}
+
+
+def entry_settings(protocol: str, preprocess: str, precision: str,
+                   overrides: Dict) -> Dict:
+  """Everything that changes a `protocol` entry's number (results.json
+  `settings`): the protocol's resolved arguments (resolved_settings, less
+  _NOT_SETTINGS), the representation pipeline `preprocess` and the
+  `precision` the features were extracted in (float32 for the protocols
+  that run the trunk in their own steps). JSON values (tuples as lists)."""
+  record = TABLE[protocol]
+  settings = {k: v for k, v in resolved_settings(record.evaluate, overrides).items()
+              if k not in _NOT_SETTINGS[record.family]}
+  settings.update(record.arguments, preprocess=preprocess,
+                  precision=precision if record.on_features else "float32")
+  return json.loads(json.dumps(settings, default=repr))
+
+
+def recorded(protocol: str, settings: Dict) -> Dict:
+  """What an entry of these settings records of its splits, selection rule
+  and precision: how an entry written without settings is matched
+  (results.legacy_matches)."""
+  record = TABLE[protocol]
+  if record.family == "linear":
+    out = linear_eval.recorded_splits(**settings)
+  else:
+    out = dict(train_split=settings["train_split"],
+               eval_split=settings["eval_split"])
+  precision = settings["precision"]
+  out["extraction_precision"] = None if precision == "float32" else precision
+  return out
+
 
 def check_settings(protocols: Sequence[str], datasets: Sequence,
                    end_points: Sequence[str]) -> None:
@@ -220,12 +263,27 @@ def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
         f"skipped (seeds vary its low-data subset).")
     return []
   record = TABLE[protocol]
+  if trunk.end_points is not None:
+    # A control without layers (the pixels): its own end point stands in.
+    layers = list(trunk.end_points)
+    if record.arguments.get("finetune"):
+      raise ValueError(f"{protocol} trains the trunk; the {trunk.name} control "
+                       f"has none. Evaluate it with another protocol.")
+  # The image protocols run the float32 trunk in their own steps; only
+  # features extracted for the others can be of another precision.
+  dtype = representations.extraction_dtype(trunk.task, trunk.model, strategy,
+                                           log=lambda _: None)
+  settings = entry_settings(protocol,
+                            trunk.task.preprocess(task_lib.REPRESENTATION),
+                            dtype, dict(overrides, pooling=pooling,
+                                        fraction=fraction))
   done = results_lib.load(workdir)
   own = done["run"].get("dataset")
   transfer = own is not None and dataset.name != own
   todo = [l for l in layers if not results_lib.has_entry(
       done, protocol=protocol, trunk=trunk.name, layer=l, pooling=pooling,
-      fraction=fraction, dataset=dataset.name, seed=seed)]
+      fraction=fraction, dataset=dataset.name, seed=seed, settings=settings,
+      recorded=recorded(protocol, settings))]
   todo = _agreed(strategy, layers, todo)
   on = f" on {dataset.name}" if transfer else ""
   with_seed = f", seed {seed}" if seed else ""
@@ -250,13 +308,14 @@ def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
   else:
     entries = record.evaluate(trunk, dataset, layers=todo, **record.arguments,
                               **common, **kwargs)
-  # The image protocols run the float32 trunk in their own steps; only
-  # features extracted for the others can be of another precision.
-  dtype = representations.extraction_dtype(trunk.task, trunk.model, strategy,
-                                           log=lambda _: None)
   for e in entries:
     e["dataset"] = dataset.name
     e["seed"] = seed
+    e["settings"] = settings
+    # What the report's standard errors and failed-fit rule read
+    # (docs/protocol.md §9).
+    e["eval_examples"] = int(dataset.num_examples(e["eval_split"]))
+    e["num_classes"] = int(dataset.num_classes)
     if dtype != "float32" and record.on_features:
       e["extraction_precision"] = dtype
   results_lib.update(workdir, evaluations=entries)
@@ -269,7 +328,8 @@ def run(protocol: str, trunk, dataset, *, workdir: str, cache=None,
 def record_label_free(trunk, dataset, split: str, *, workdir: str, cache=None,
                       strategy=None, layer: str = "pre_logits",
                       log: Callable[[str], None] = print) -> Optional[Dict]:
-  """RankMe of `trunk`'s `layer` on `split`, merged into results.json.
+  """RankMe and alpha-ReQ of `trunk`'s `layer` on `split`, merged into
+  results.json.
 
   Uses linear_eval's pooling and batch size, so the features the linear
   protocol cached are read back rather than extracted again. None when the
@@ -280,7 +340,9 @@ def record_label_free(trunk, dataset, split: str, *, workdir: str, cache=None,
   done = results_lib.load(workdir).get("label_free", [])
   there = any(e["trunk"] == trunk.name and e["dataset"] == dataset.name
               and e["layer"] == layer and e["split"] == split
-              and e["pooling"] == pooling for e in done)
+              and e["pooling"] == pooling
+              # Measured before alpha-ReQ was recorded: measured again.
+              and "alpha_req" in e for e in done)
   if not _agreed(strategy, [layer], [] if there else [layer]):
     return None
   features = feature_cache.read_splits(
@@ -289,7 +351,8 @@ def record_label_free(trunk, dataset, split: str, *, workdir: str, cache=None,
       log=log)[split][0][layer]
   e = label_free.entry(trunk.name, dataset.name, layer, split, pooling, features)
   log(f"  RankMe [{trunk.name}] {layer} on {split}: {e['rankme']:.1f} "
-      f"of {min(e['examples'], e['dim'])} dimensions")
+      f"of {min(e['examples'], e['dim'])} dimensions; alpha-ReQ "
+      f"{e['alpha_req']}")
   results_lib.update(workdir, label_free=[e])
   strategy_lib.barrier(strategy or tf.distribute.get_strategy())
   return e

@@ -26,8 +26,8 @@ def can_run_in_low_precision(task, model) -> bool:
   """Whether `task`'s trunk can be rebuilt under a mixed policy.
 
   A task's own model can; a hub module (evaluation/hub_trunk.py: `model` is
-  None, the module a frozen float32 graph) or a task-like reader without
-  `make_model` cannot, and is read in float32.
+  None, the module a frozen float32 graph), the pixels control (no model) or
+  a task-like reader without `make_model` cannot, and is read in float32.
   """
   return model is not None and hasattr(task, "make_model")
 
@@ -56,8 +56,8 @@ def extraction_dtype(task, model, strategy: tf.distribute.Strategy = None,
   if precision == "float32":
     return "float32"
   if not can_run_in_low_precision(task, model):
-    log(f"  extraction.precision = {precision!r}: a hub module is read in "
-        f"float32 (its graph is frozen in float32).")
+    log(f"  extraction.precision = {precision!r}: this trunk (a hub module, "
+        f"frozen in float32, or the pixels) is read in float32.")
     return "float32"
   kind = precision_lib.device_kind(strategy or tf.distribute.get_strategy())
   return precision_lib.resolve(precision, kind, log=lambda m: log("  " + m),

@@ -2,7 +2,15 @@
 
 Reports and sweeps read these files alone, so writes are atomic and entries of
 the same evaluation (same protocol, trunk, layer, splits, fraction, pooling,
-dataset, seed) replace each other instead of piling up.
+dataset, seed and `settings`) replace each other instead of piling up.
+
+An entry's `settings` (evaluation/protocols.py `entry_settings`) hold
+everything that changes its number: the representation pipeline, the
+extraction precision, the splits, the selection rule and the protocol's own
+settings. An evaluation counts as done only when an entry with the same
+settings is there, so a changed setting evaluates anew instead of keeping a
+number it did not make (`has_entry`); a deliberate change of the run's model
+config sets aside what it invalidates (`set_aside`).
 
 The document carries a `schema_version`; `migrate` is the one place that
 knows what earlier versions meant, and every read goes through it:
@@ -10,19 +18,22 @@ knows what earlier versions meant, and every read goes through it:
   1 (no version field): an evaluation entry may lack `seed` (it was seed 0)
     and `dataset` (it was the run's own, `run.dataset`).
   2: every entry written names its dataset and seed.
+  3: every entry written carries its `settings`. Earlier entries have none:
+    they are matched on what they record (splits, selection rule, precision;
+    `legacy_matches`), and kept beside entries of other settings.
 """
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional, Sequence
 
 # Not training.strategy: reading results (study/report) needs no TF.
 from training import role
 from training import workdir as workdir_lib
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _ENTRY_KEY = ("protocol", "trunk", "dataset", "layer", "pooling", "train_split",
-              "eval_split", "fraction", "seed")
+              "eval_split", "fraction", "seed", "settings")
 _LABEL_FREE_KEY = ("trunk", "dataset", "layer", "pooling", "split")
 
 
@@ -84,15 +95,45 @@ def load(workdir: str) -> Dict:
     raise ValueError(f"{path}: {e}") from e
 
 
-def _key(entry):
+def _hashable(value):
+  # Settings are JSON: a canonical dump orders their keys and lists alike.
+  if isinstance(value, (dict, list)):
+    return json.dumps(value, sort_keys=True)
+  return value
+
+
+def _key(entry, skip=()):
   entry = upgrade_entry(entry)
-  return tuple(entry.get(k) for k in _ENTRY_KEY)
+  return tuple(_hashable(entry.get(k)) for k in _ENTRY_KEY if k not in skip)
 
 
-def has_entry(results: Dict, default_dataset=None, **match) -> bool:
+def legacy_matches(entry: Mapping, recorded: Mapping) -> bool:
+  """Whether an entry written without `settings` (schema < 3) agrees with what
+  an entry of these settings records (`recorded`: e.g. train_split,
+  selected_on, eval_split, extraction_precision; None where it records none).
+
+  Only what the old entry itself recorded can be compared: its pipeline was
+  not, so a changed pipeline is caught by `set_aside` on --overwrite_config.
+  """
+  return all(entry.get(k) == v for k, v in recorded.items())
+
+
+def has_entry(results: Dict, default_dataset=None, settings: Optional[Dict] = None,
+              recorded: Optional[Mapping] = None, **match) -> bool:
   """Whether an entry has every `match` value; one that names no dataset
-  counts as `default_dataset`'s (upgrade_entry)."""
-  return any(all(e.get(k) == v for k, v in match.items())
+  counts as `default_dataset`'s (upgrade_entry).
+
+  settings: when given, the entry must also have been made with these
+  settings (equal `settings`), or, written before entries had any, agree
+  with `recorded` (legacy_matches).
+  """
+  def same_settings(e):
+    if settings is None:
+      return True
+    if "settings" in e:
+      return _hashable(e["settings"]) == _hashable(settings)
+    return legacy_matches(e, recorded or {})
+  return any(all(e.get(k) == v for k, v in match.items()) and same_settings(e)
              for e in (upgrade_entry(e, default_dataset)
                        for e in results.get("evaluations", [])))
 
@@ -119,14 +160,78 @@ def update(workdir: str, *, run: Dict = None, pretext: Dict = None,
     for e in label_free:
       measures[key(e)] = e
     results["label_free"] = list(measures.values())
+  _write(workdir, results)
+  return results
+
+
+def _write(workdir: str, results: Dict) -> None:
   if not role.is_chief():
-    return results  # the chief writes the same document
+    return  # the chief writes the same document
   path = workdir_lib.of(workdir).results_json
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(results, f, indent=2, sort_keys=False)
   os.replace(tmp, path)
-  return results
+
+
+def invalidated_by(changed: Sequence[str]) -> Dict[str, bool]:
+  """What a deliberate change of these model-config settings makes stale.
+
+  changed: run.json `model_config` keys whose value changed
+  (training/run_record.py: experiment.*, get_model.*, <task>.pp_<mode>).
+
+  Returns {part: bool} for 'evaluations' and 'label_free' (of the run's own
+  trunks: a hub module's features depend on none of these) and 'pretext'.
+  A pp_train change invalidates nothing recorded: the trunk it trains is
+  another step, named in every entry.
+  """
+  pipelines = {k.rsplit(".pp_", 1)[1] for k in changed if ".pp_" in k}
+  model = any(not (".pp_" in k) for k in changed)
+  representation = model or "representation" in pipelines
+  return dict(evaluations=representation, label_free=representation,
+              pretext=model or "pretext_eval" in pipelines)
+
+
+def set_aside(workdir: str, changed: Sequence[str]) -> Dict[str, int]:
+  """Moves the results `changed` settings invalidate to results.json's
+  `set_aside` (kept for the record, read by no table), atomically.
+
+  Returns {'evaluations': n, 'label_free': n, 'pretext': 0 or 1}: how many
+  were set aside (all zero when results.json holds none).
+  """
+  results = load(workdir)
+  stale = invalidated_by(changed)
+  aside = results.setdefault("set_aside", {})
+  counts = {}
+  for part in ("evaluations", "label_free"):
+    moved = [e for e in results.get(part, [])
+             if stale[part] and not str(e.get("trunk", "")).startswith("hub:")]
+    results[part] = [e for e in results.get(part, []) if e not in moved]
+    aside.setdefault(part, []).extend(
+        dict(e, set_aside_for=list(changed)) for e in moved)
+    counts[part] = len(moved)
+  counts["pretext"] = int(bool(stale["pretext"] and results.get("pretext")))
+  if counts["pretext"]:
+    aside.setdefault("pretext", []).append(
+        dict(results["pretext"], set_aside_for=list(changed)))
+    results["pretext"] = {}
+  if not any(counts.values()):
+    if not aside:
+      results.pop("set_aside")
+    return counts
+  _write(workdir, results)
+  return counts
+
+
+def set_aside_line(counts: Mapping[str, int], changed: Sequence[str]) -> str:
+  """The one line --overwrite_config prints about `set_aside`'s counts."""
+  parts = [f"{counts.get('evaluations', 0)} evaluation entries",
+           f"{counts.get('label_free', 0)} label-free measures"]
+  if counts.get("pretext"):
+    parts.append("the pretext accuracy")
+  return (f"--overwrite_config changed {', '.join(changed)}: set aside "
+          f"{', '.join(parts)} made with the old settings (results.json "
+          f"'set_aside'); they are evaluated anew.")
 
 
 def over_seeds(evaluations: List[Dict]) -> List[Dict]:
@@ -139,8 +244,7 @@ def over_seeds(evaluations: List[Dict]) -> List[Dict]:
   """
   groups = {}
   for e in evaluations:
-    key = tuple(e.get(k) for k in _ENTRY_KEY if k != "seed")
-    groups.setdefault(key, []).append(e)
+    groups.setdefault(_key(e, skip=("seed",)), []).append(e)
   merged = []
   for entries in groups.values():
     out = dict(entries[0])

@@ -81,7 +81,7 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
              second_decay_after: float = 20, tail_epochs: float = 40,
              decay_factor: float = 0.1, hidden_units: int = 1000,
              dropout: float = 0.5, weight_decay: float = 0.0,
-             normalize: bool = True,
+             normalize: bool = False,
              pp_train: Optional[str] = None, eval_batch_size: int = 500,
              steps_per_loop: int = 100, seed: int = 0,
              finetune: bool = False, trunk_lr_multiplier: float = 0.1,
@@ -93,6 +93,15 @@ def evaluate(trunk, dataset, workdir: str, *, head: str = "linear",
   The run lives in the workdir's head directory (`Workdir.head`:
   eval/<protocol>/<trunk>/<layer>-<pooling>-f<fraction>[-s<seed>]) and
   resumes from there; a finished one returns its entry without training.
+
+  normalize: False (the default) is the protocol's head, a plain linear
+  layer (or MLP) on the features (docs/protocol.md §5). True puts a
+  scale-free batch norm before it (heads.build_head): features of different
+  trunks and layers differ in scale by orders of magnitude (a random-init
+  ResNet's pre_logits reach 1e3), one learning rate cannot suit them all,
+  and an unnormalised MLP's ReLUs can die at once on such features; a
+  config that needs it says so (`sgd_eval.normalize = True`), and its
+  entries record `normalize` in their hyperparameters and settings.
 
   Returns:
     [entry] with protocol, trunk, layer, pooling, train_split, eval_split,

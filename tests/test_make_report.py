@@ -165,13 +165,15 @@ def test_label_free_spearman_matches_label_free_module(tmp_path):
           or line.startswith("| architecture:")}
   assert label_free.spearman(top1, [100 * p for p in pretext]) == 1.0
   assert label_free.spearman(top1, rankme) == -1.0
-  assert rows["task: Rotation"] == ["4", "1.00", "-1.00"]
+  assert rows["task: Rotation"] == ["4", "1.00 (n=4, p=0.083)", "-1.00 (n=4, p=0.083)"]
   assert rows["task: Jigsaw"] == ["1", "n/a (n<3)", "n/a (n<3)"]
   expected = label_free.spearman(top1 + [20.0], rankme + [5.0])
-  assert rows["all trained runs"] == ["5", "n/a (tasks differ)", f"{expected:.2f}"]
+  p = label_free.permutation_p(top1 + [20.0], rankme + [5.0])
+  assert rows["all trained runs"] == ["5", "n/a (tasks differ)",
+                                      f"{expected:.2f} (n=5, p={p:.2g})"]
   assert rows["architecture: RevNet50"] == ["2", "n/a (tasks differ)", "n/a (n<3)"]
   # The per-run table: RankMe next to the linked top-1.
-  assert re.search(r"\| Rotation \| RevNet50 k=1 \| 20\.0 \| 90\.0 \| "
+  assert re.search(r"\| Rotation \| RevNet50 k=1 \| 20\.0 \| 90\.0 \| – \| "
                    r"\[30\.0\]\(#run-\d+\) \|", report)
 
 
@@ -204,7 +206,7 @@ def test_figures_written_only_with_their_data(grid, tmp_path):
   assert "Fig. 5: linear top-1 % by end point on 20% of the labels" in report
   assert sorted(summary["figures"]) == sorted(os.listdir(figures))
   # Fig. 3's statistics: ranks agree (50 > 45 > 20 and 55 > 52 > 30).
-  assert "Spearman ρ(linear, MLP) over 3 runs: 1.00" in report
+  assert "Spearman ρ(linear, MLP) over 3 runs: 1.00 (n=3, p=0.33)" in report
   assert "- Rotation: linear ranks RevNet50 k=4 > ResNet50 v1 k=4 > VGG19-BN k=4; " \
          "MLP agrees." in report
   # Bottleneck runs (k=2, 41.0 and 42.0) stay out of Table 1's k=2 cell.

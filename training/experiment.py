@@ -39,6 +39,7 @@ class Experiment:
   seed: int = 0
   linear_eval_enabled: bool = True
   evaluate_random_init: bool = False
+  evaluate_pixels: bool = False
   hub_modules: Tuple[str, ...] = ()
   protocols: Tuple[str, ...] = ("linear_lbfgs",)
   transfer_datasets: Tuple[str, ...] = ()
@@ -54,6 +55,7 @@ class Experiment:
 def experiment_settings(task: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
                         seed: int = 0, linear_eval_enabled: bool = True,
                         evaluate_random_init: bool = False,
+                        evaluate_pixels: bool = False,
                         hub_modules: Sequence[str] = (),
                         protocols: Sequence[str] = ("linear_lbfgs",),
                         transfer_datasets: Sequence[str] = (),
@@ -62,6 +64,8 @@ def experiment_settings(task: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
 
   evaluate_random_init: also evaluate the trunk at initialisation (the paper's
   "Rnd" baseline) with the same protocol, for comparison.
+  evaluate_pixels: also evaluate the pixels control (the representation
+  pipeline's images as features, evaluation/trunks.py) with the same protocols.
   hub_modules: exported TF-Hub module paths (any run's export/hub/<step>, or
   a module from elsewhere) to evaluate with the same protocol and dataset.
   protocols: evaluation protocols run on every trunk (evaluation/protocols.py:
@@ -81,6 +85,7 @@ def experiment_settings(task: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
       task=task, dataset=dataset, seed=seed,
       linear_eval_enabled=linear_eval_enabled,
       evaluate_random_init=evaluate_random_init,
+      evaluate_pixels=evaluate_pixels,
       hub_modules=tuple(hub_modules), protocols=tuple(protocols),
       transfer_datasets=tuple(transfer_datasets),
       eval_seeds=tuple(check_seeds(eval_seeds, "experiment.eval_seeds",

@@ -20,7 +20,7 @@ import os
 import platform
 import subprocess
 import sys
-from typing import Dict, Mapping, Optional
+from typing import Dict, List, Mapping, Optional
 
 import gin
 
@@ -46,8 +46,11 @@ def model_config(experiment: experiment_lib.Experiment, task_name: str,
   return config
 
 
-def check_model_config(workdir, config: Mapping, overwrite: bool = False) -> None:
+def check_model_config(workdir, config: Mapping, overwrite: bool = False
+                       ) -> List[str]:
   """Refuses a config that would change the model a workdir holds.
+
+  Returns the settings an allowed `overwrite` changes ([] when none).
 
   Raises:
     ValueError: listing each setting the workdir was made with and the new one.
@@ -57,9 +60,11 @@ def check_model_config(workdir, config: Mapping, overwrite: bool = False) -> Non
       old = json.load(f).get("model_config")
   except (OSError, ValueError):
     old = None
-  if not old or old == config or overwrite:
-    return
+  if not old or old == config:
+    return []
   diff = [k for k in sorted(set(old) | set(config)) if old.get(k) != config.get(k)]
+  if overwrite:
+    return diff
   was = "; ".join(f"{k} = {old.get(k, '(default)')}" for k in diff)
   now = "; ".join(f"{k} = {config.get(k, '(default)')}" for k in diff)
   raise ValueError(
@@ -111,10 +116,14 @@ class RunRecord:
       self._write(_now(), status=f"failed: {error}")
     return False
 
-  def start(self, config: Mapping[str, str]) -> None:
-    """Applies the model-config guard, then records the run as running."""
-    check_model_config(self.workdir.path, config, self.overwrite_config)
+  def start(self, config: Mapping[str, str]) -> List[str]:
+    """Applies the model-config guard, then records the run as running.
+
+    Returns the settings --overwrite_config changed (the caller sets aside
+    the results they invalidate: evaluation/results.py set_aside)."""
+    changed = check_model_config(self.workdir.path, config, self.overwrite_config)
     self._write(config=dict(config))
+    return changed
 
   def write_operative_config(self) -> None:
     """The gin settings the run has used so far (the chief's)."""

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from study.grid import cells as study_cells  # noqa: E402
+from study.report import controls as controls_lib  # noqa: E402
 from study.report.runs import (LAYER_ORDER, MISSING, TASK_ORDER, Run,  # noqa: E402
                                in_order, pick, row_label, table1_entry, table1_value,
                                task_label)
@@ -52,10 +53,17 @@ def fig2_best_width(tables, fig_dir: str) -> Optional[str]:
     tasks = list(dict.fromkeys(t for t, _ in columns))
     width = 0.8 / len(rows)
     for i, trunk in enumerate(rows):
-      best = [max([c.value for k, c in cells.items() if k[:2] == (trunk, t)],
+      best = [max([c.value for k, c in cells.items()
+                   if k[:2] == (trunk, t) and not c.failed],
                   default=np.nan) for t in tasks]
       ax.bar(np.arange(len(tasks)) + (i - (len(rows) - 1) / 2) * width, best, width,
              label=row_label(trunk), color=_colour(trunk))
+    # The pixels control, scored like the cells (tables.judge found it).
+    pixels = {c.controls["pixels"]["top1"] for c in cells.values()
+              if c.controls.get("pixels")}
+    for value in sorted(pixels):
+      ax.axhline(value, color="k", ls="--", lw=0.8,
+                 label=f"pixels {value:.1f}")
     ax.set_xticks(range(len(tasks)), [task_label(t) for t in tasks], rotation=20)
     ax.set_ylabel("linear top-1 %")
     ax.set_title(target if source == target else f"{source} → {target}")
@@ -63,15 +71,22 @@ def fig2_best_width(tables, fig_dir: str) -> Optional[str]:
   return _save(fig, fig_dir, "fig2_best_width.png")
 
 
-def mlp_pairs(runs: Sequence[Run]) -> List[Tuple[Run, float, float]]:
-  """[(run, linear top-1, MLP top-1)] on the same trunk, layer and (if any) split."""
+def mlp_pairs(runs: Sequence[Run], keep_failed: bool = False) -> List[Tuple]:
+  """[(run, linear top-1, MLP top-1)] on the same trunk, layer and (if any)
+  split, leaving out pairs where either fit never left chance
+  (controls.failed_fit); keep_failed: every pair, as (run, linear, MLP,
+  the MLP entry)."""
   pairs = []
   for run in runs:
     lin = table1_entry(run)
     mlp = lin and pick(run.evaluations, prefer_splits=(lin.get("eval_split"),),
                        protocol=MLP_PROTOCOLS, layer="pre_logits", fraction=1.0,
                        trunk=lin["trunk"], dataset=run.dataset)
-    if mlp:
+    if not mlp:
+      continue
+    if keep_failed:
+      pairs.append((run, lin["top1"], mlp["top1"], mlp))
+    elif not (controls_lib.failed_fit(lin) or controls_lib.failed_fit(mlp)):
       pairs.append((run, lin["top1"], mlp["top1"]))
   return pairs
 

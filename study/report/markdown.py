@@ -6,6 +6,7 @@ import re
 import shutil
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from study.report import controls as controls_lib
 from study.report.figures import (fig2_best_width, fig3_linear_vs_mlp, fig4_pretext,
                                   fig5_layers, fig6_bottleneck, fig7_low_data,
                                   fig8_curves, layer_series, low_data_series, mlp_pairs,
@@ -130,17 +131,23 @@ def selection_section(points: Sequence[Dict], dataset: str) -> List[str]:
   if not points:
     return []
   lines = [f"### Label-free model selection ({dataset})", "",
-           "Spearman ρ with the Table 1 metric across trained runs. Pretext accuracies "
-           "of different tasks do not compare, so groups that mix tasks have none.", "",
-           "| group | n | ρ(pretext acc) | ρ(RankMe) |", "|---|---:|---:|---:|"]
-  lines += [f"| {g} | {n} | {a} | {b} |" for g, n, a, b in selection_rows(points)]
-  lines += ["", "| run | task | trunk | pretext acc % | RankMe | top-1 |",
-            "|---|---|---|---:|---:|---:|"]
+           "Spearman ρ with the Table 1 metric across trained runs (n pairs, p: "
+           "two-sided permutation p-value). Pretext accuracies of different tasks do "
+           "not compare, so groups that mix tasks have none. α-ReQ: the "
+           "eigenspectrum's decay exponent (best near 1, Agrawal et al. 2022), so its "
+           "ρ need not be monotone. Failed fits are left out.", "",
+           "| group | n | ρ(pretext acc) | ρ(RankMe) | ρ(α-ReQ) |",
+           "|---|---:|---:|---:|---:|"]
+  lines += [f"| {g} | {n} | {a} | {b} | {c} |" for g, n, a, b, c in selection_rows(points)]
+  lines += ["", "| run | task | trunk | pretext acc % | RankMe | α-ReQ | top-1 |",
+            "|---|---|---|---:|---:|---:|---:|"]
   number = lambda v: MISSING if v is None else f"{v:.1f}"  # noqa: E731
+  alpha = lambda v: MISSING if v is None else f"{v:.2f}"  # noqa: E731
   for p in points:
     run = p["run"]
     lines.append(f"| [{run.anchor}](#{run.anchor}) | {task_label(run.task)} | "
                  f"{run.label()} | {number(p['pretext'])} | {number(p['rankme'])} | "
+                 f"{alpha(p.get('alpha_req'))} | "
                  f"{link(p['top1'], run)} |")
   return lines + [""]
 
@@ -173,6 +180,11 @@ def figures_section(runs: Sequence[Run], tables, fig_dir: str, out: str
          "marker = task, dashed: y = x.", "needs runs with an `mlp_sgd` or "
          "`mlp_sgd_features` entry next to the Table 1 entry (grid `fig3`, or the "
          "miniature's k = 2 cells).")
+  failed = [run for run, _, _, e in mlp_pairs(main_runs, keep_failed=True)
+            if controls_lib.failed_fit(e)]
+  if failed:
+    lines += ["Failed fits (never left chance; in no point, correlation or ranking): "
+              + ", ".join(f"[{r.anchor}](#{r.anchor})" for r in failed) + ".", ""]
   if pairs:
     lines += [f"Spearman ρ(linear, MLP) over {len(pairs)} runs: " + rho_text(
         [p[1] for p in pairs], [p[2] for p in pairs], len(pairs)), ""]
@@ -240,13 +252,16 @@ def build_report(root: str, out: Optional[str] = None, title: str = "Sweep repor
   transfer = sorted({e["dataset"] for r in runs for e in r.evaluations} - set(own))
   # Relative to the report: a committed report names no path of the machine
   # it was built on.
-  lines = [f"# {title}", "", f"- sweep root: `{os.path.relpath(root, out)}`",
+  table_lines, tables, n_tables = tables_section(runs)
+  verdicts = [c.verdict for source, target, cells in tables if source == target
+              for (_, task, _), c in sorted(cells.items()) if c.controls]
+  lines = [f"# {title}", "", controls_lib.count_line(verdicts), "",
+           f"- sweep root: `{os.path.relpath(root, out)}`",
            f"- runs read: {len(runs)}",
            f"- commits: {', '.join(f'`{c}`' for c in commits)}",
            f"- datasets: trained on {', '.join(own)}"
            + (f"; transfer evaluations on {', '.join(transfer)}" if transfer else "")]
   lines += [f"- problem: {p}" for p in problems] + [""]
-  table_lines, tables, n_tables = tables_section(runs)
   figure_lines, figures = figures_section(runs, tables, fig_dir, out)
   lines += table_lines + figure_lines
   if with_gallery:

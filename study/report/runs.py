@@ -220,11 +220,13 @@ def table1_value(run: Run) -> Optional[float]:
   return e["top1"] if e else None
 
 
-def rankme_of(run: Run, split: Optional[str]) -> Optional[float]:
-  """RankMe of the trained trunk's pre_logits on the held-out split, if recorded."""
+def rankme_of(run: Run, split: Optional[str], measure: str = "rankme"
+              ) -> Optional[float]:
+  """A label-free measure (RankMe, or 'alpha_req') of the trained trunk's
+  pre_logits on the held-out split, if recorded."""
   e = pick(run.label_free, prefer_splits=(split,) if split else (), split_key="split",
            trunk=f"trained@{run.steps}", layer="pre_logits", dataset=run.dataset)
-  return e.get("rankme") if e else None
+  return e.get(measure) if e else None
 
 
 def table_runs(runs: Sequence[Run], dataset: str) -> List[Run]:

@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from evaluation import label_free  # numpy only
 from study.grid import cells as study_cells
+from study.report import controls as controls_lib
 from study.report.runs import (MISSING, TASK_ORDER, Run, in_order, is_pretext, pick,
                                rankme_of, row_label, table1_entry, table1_value,
                                table_runs, task_label)
@@ -18,6 +19,38 @@ class Cell:
   entry: Dict
   mark: str = ""  # "†": a random_init entry of a trained run
   others: List[Tuple[Run, float]] = dataclasses.field(default_factory=list)
+  # A pretext task's cell: its controls' entries (controls.CONTROLS and
+  # 'supervised'), whether it beats both (controls.verdict), whether its fit
+  # never left chance (controls.failed_fit).
+  controls: Dict[str, Optional[Dict]] = dataclasses.field(default_factory=dict)
+  verdict: Optional[bool] = None
+  failed: bool = False
+
+
+def pixels_entry(runs: Sequence[Run], run: Run, entry: Dict) -> Optional[Dict]:
+  """The pixels control scored like `entry`: same protocol, dataset, split,
+  all labels; the run's own, else another run's trained on the same dataset."""
+  match = dict(protocol=entry["protocol"], dataset=entry["dataset"],
+               eval_split=entry.get("eval_split"), fraction=1.0, trunk="pixels")
+  for candidate in [run] + [r for r in runs if r.dataset == run.dataset and r is not run]:
+    e = pick(candidate.evaluations, **match)
+    if e:
+      return e
+  return None
+
+
+def judge(cells: Dict[Tuple[str, str, int], Cell], runs: Sequence[Run]) -> None:
+  """Sets each cell's failed flag, and each pretext cell's controls and verdict."""
+  for (trunk, task, w), c in cells.items():
+    c.failed = controls_lib.failed_fit(c.entry)
+    if not is_pretext(task):
+      continue
+    random = cells.get((trunk, "random_init", w))
+    supervised = cells.get((trunk, "supervised", w))
+    c.controls = dict(pixels=pixels_entry(runs, c.run, c.entry),
+                      random=random.entry if random and not random.failed else None,
+                      supervised=supervised.entry if supervised else None)
+    c.verdict = False if c.failed else controls_lib.verdict(c.entry, c.controls)
 
 
 def grid_cells(runs: Sequence[Run], source: str, target: str
@@ -47,6 +80,7 @@ def grid_cells(runs: Sequence[Run], source: str, target: str
       if e:
         cells[key] = Cell(e["top1"], run, e, mark="†")
         break
+  judge(cells, runs)
   return cells
 
 
@@ -81,7 +115,8 @@ def format_grid(cells: Dict[Tuple[str, str, int], Cell]) -> str:
   and need two or more competitors.
   """
   rows, columns = rows_and_columns(cells)
-  shown = {k: round(c.value, 1) for k, c in cells.items()}
+  # A failed fit is no number: it competes for nothing.
+  shown = {k: round(c.value, 1) for k, c in cells.items() if not c.failed}
   bold = set()
   for task, w in columns:
     col = {k: v for k, v in shown.items() if k[1:] == (task, w)}
@@ -103,9 +138,14 @@ def format_grid(cells: Dict[Tuple[str, str, int], Cell]) -> str:
     out = []
     for task, w in columns:
       c = cells.get((trunk, task, w))
-      out.append(MISSING if c is None else
-                 link(c.value, c.run, (trunk, task, w) in bold,
-                      (trunk, task, w) in underline, spread(c.entry)) + c.mark)
+      if c is None:
+        out.append(MISSING)
+      elif c.failed:
+        out.append(f"[failed](#{c.run.anchor}){c.mark}")
+      else:
+        out.append(link(c.value, c.run, (trunk, task, w) in bold,
+                        (trunk, task, w) in underline, spread(c.entry)) + c.mark
+                   + (controls_lib.MARK if c.verdict is False else ""))
     lines.append(f"| {row_label(trunk)} | " + " | ".join(out) + " |")
   return "\n".join(lines)
 
@@ -117,6 +157,18 @@ def grid_notes(cells) -> List[str]:
            " (pre_logits, all labels, the run's final trunk). **Bold**: best trunk "
            "of the column; <u>underlined</u>: the row's best pretext task (its best "
            f"width). {MISSING}: no run."]
+  pixels = {(e["protocol"], e.get("eval_split")): e for c in cells.values()
+            for e in [c.controls.get("pixels")] if e}
+  notes.append(
+      "Controls: " + ("; ".join(
+          f"pixels {controls_lib.entry_text(e)} (`{p}` on `{s}`)"
+          for (p, s), e in sorted(pixels.items())) or "no pixels entry (evaluate one: "
+          "`experiment.evaluate_pixels = True` or `python -m evaluation --trunk=pixels`)")
+      + "; the random trunk of each architecture and width is its Rnd column, the "
+      f"supervised trunk its Supervised column. {controls_lib.MARK}: a pretext "
+      f"cell that does not beat the better of pixels and its random trunk by more "
+      f"than {controls_lib.Z:g} standard errors (binomial on the scored split, "
+      "docs/protocol.md §9). failed: a fit that never left chance.")
   if any(c.mark for c in cells.values()):
     notes.append("†: no Rnd run for that trunk and width; the random-init baseline "
                  "evaluated inside the linked trained run.")
@@ -176,31 +228,35 @@ def table2(runs: Sequence[Run], source: str) -> Optional[str]:
 
 
 def rho_text(a: Sequence[float], b: Sequence[float], n: int) -> str:
-  """Spearman's rho as printed: 2 decimals, or why there is none."""
+  """Spearman's rho as printed: 2 decimals with its sample size and two-sided
+  permutation p-value (label_free.permutation_p), or why there is none."""
   if len(a) < 3:
     return "n/a (n<3)" if len(a) == n else f"n/a (n={len(a)}<3)"
   r = label_free.spearman(a, b)
   if r != r:  # NaN: one side constant
     return "n/a (constant)"
-  return f"{r:.2f}" + ("" if len(a) == n else f" (n={len(a)})")
+  return f"{r:.2f} (n={len(a)}, p={label_free.permutation_p(a, b):.2g})"
 
 
 def selection_points(runs: Sequence[Run], dataset: str) -> List[Dict]:
-  """[{run, top1, pretext %, rankme}] of the trained runs with a Table 1 metric."""
+  """[{run, top1, pretext %, rankme, alpha_req}] of the trained runs with a
+  Table 1 metric; a failed fit (controls.failed_fit) is no point."""
   points = []
   for run in table_runs(runs, dataset):
     e = table1_entry(run)
-    if run.is_rnd or not e:
+    if run.is_rnd or not e or controls_lib.failed_fit(e):
       continue
     acc = run.pretext.get("accuracy")
     points.append(dict(run=run, top1=e["top1"],
                        pretext=None if acc is None else 100 * acc,
-                       rankme=rankme_of(run, e.get("eval_split"))))
+                       rankme=rankme_of(run, e.get("eval_split")),
+                       alpha_req=rankme_of(run, e.get("eval_split"), "alpha_req")))
   return points
 
 
-def selection_rows(points: Sequence[Dict]) -> List[Tuple[str, int, str, str]]:
-  """[(group, n, rho(pretext), rho(RankMe))]: all runs, per architecture, per task."""
+def selection_rows(points: Sequence[Dict]) -> List[Tuple[str, int, str, str, str]]:
+  """[(group, n, rho(pretext), rho(RankMe), rho(alpha-ReQ))]: all runs, per
+  architecture, per task."""
   groups = [("all trained runs", list(points))]
   for trunk in in_order((p["run"].trunk for p in points), study_cells.TRUNK_NAMES):
     groups.append((f"architecture: {row_label(trunk)}",
@@ -216,8 +272,11 @@ def selection_rows(points: Sequence[Dict]) -> List[Tuple[str, int, str, str]]:
     else:
       have = [p for p in group if p["pretext"] is not None]
       pretext = rho_text([p["pretext"] for p in have], [p["top1"] for p in have], n)
-    have = [p for p in group if p["rankme"] is not None]
-    rankme = rho_text([p["rankme"] for p in have], [p["top1"] for p in have], n)
-    rows.append((name, n, pretext, rankme))
+    measures = []
+    for measure in ("rankme", "alpha_req"):
+      have = [p for p in group if p.get(measure) is not None]
+      measures.append(rho_text([p[measure] for p in have],
+                               [p["top1"] for p in have], n))
+    rows.append((name, n, pretext, *measures))
   return rows
 

@@ -76,7 +76,7 @@ def test_label_free_entries_merge_by_trunk_layer_and_split(tmp_path):
                            "adaptive_max", x)
   assert first == dict(trunk="trained@5", dataset="fashion_mnist", layer="pre_logits",
                        split="val", pooling="adaptive_max", examples=10, dim=4,
-                       rankme=2.0)
+                       rankme=2.0, alpha_req=round(label_free.alpha_req(x), 4))
   results_lib.update(str(tmp_path), label_free=[first])
   # The same key replaces; another split adds; evaluations are untouched.
   results_lib.update(str(tmp_path), label_free=[dict(first, rankme=1.5),

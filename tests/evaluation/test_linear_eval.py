@@ -9,8 +9,12 @@ from datasets import low_data
 from evaluation import feature_cache
 from evaluation import linear_eval
 
+# The demo's splits (a refit on train + val, scored on test); the defaults
+# are Table 1's (tests/evaluation/test_corrections.py).
 SETTINGS = dict(layers=["pixels"], l2_grid=[1e-1, 1e-3], max_iter=100,
-                batch_size=32, log=lambda _: None)
+                batch_size=32, eval_split="test", refit_on_train_and_val=True,
+                log=lambda _: None)
+TABLE1 = dict(SETTINGS, eval_split="val", refit_on_train_and_val=False)
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +53,7 @@ def test_entry_records_what_was_fitted(dataset):
 
 
 def test_table1_protocol_fits_train_and_scores_val(dataset):
-  entry = linear_eval.evaluate(_trunk(), dataset, eval_split="val",
-                               refit_on_train_and_val=False, **SETTINGS)[0]
+  entry = linear_eval.evaluate(_trunk(), dataset, **TABLE1)[0]
   assert (entry["train_split"], entry["selected_on"], entry["eval_split"]) == (
       "train", "val", "val")
   assert entry["hyperparameters"]["train_examples"] == 120
@@ -69,7 +72,7 @@ def test_low_data_fits_a_balanced_fraction(dataset, tmp_path):
   assert 5 <= val_part <= 10
   assert entry["hyperparameters"]["train_examples"] == 30 + val_part
   no_refit = linear_eval.evaluate(_trunk(), dataset, cache=cache, fraction=0.25,
-                                  refit_on_train_and_val=False, **SETTINGS)[0]
+                                  **dict(SETTINGS, refit_on_train_and_val=False))[0]
   assert no_refit["hyperparameters"]["train_examples"] == 30
   with pytest.raises(ValueError, match=r"in \(0, 1\]"):
     linear_eval.evaluate(_trunk(), dataset, fraction=2, **SETTINGS)
@@ -87,9 +90,8 @@ def test_row_concat_reads_across_parts():
 
 
 def test_holdout_selection_never_looks_at_the_scored_split(dataset):
-  entry = linear_eval.evaluate(_trunk(), dataset, eval_split="val",
-                               refit_on_train_and_val=False, holdout_fraction=0.1,
-                               **SETTINGS)[0]
+  entry = linear_eval.evaluate(_trunk(), dataset, holdout_fraction=0.1,
+                               **TABLE1)[0]
   assert entry["selected_on"] == "train (held-out 10%)"
   assert entry["eval_split"] == "val" and entry["train_split"] == "train"
   hyper = entry["hyperparameters"]

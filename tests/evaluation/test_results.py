@@ -62,7 +62,7 @@ SCHEMA_1 = """{
 def test_a_schema_1_document_loads_with_the_same_answers(tmp_path):
   (tmp_path / "results.json").write_text(SCHEMA_1)
   doc = results.load(str(tmp_path))
-  assert doc["schema_version"] == results.SCHEMA_VERSION == 2
+  assert doc["schema_version"] == results.SCHEMA_VERSION == 3
   assert [(e["dataset"], e["seed"], e["top1"]) for e in doc["evaluations"]] == [
       ("imagenet2012", 0, 50.0), ("places365", 1, 40.0)]
   assert doc["run"]["steps"] == 10 and doc["pretext"] == {"accuracy": 0.5}
@@ -86,14 +86,14 @@ def test_a_schema_1_document_loads_with_the_same_answers(tmp_path):
   results.update(str(tmp_path), evaluations=[_entry(dataset="imagenet2012",
                                                     seed=0, top1=51.0)])
   saved = json.loads((tmp_path / "results.json").read_text())
-  assert saved["schema_version"] == 2
+  assert saved["schema_version"] == 3
   assert [(e["dataset"], e["top1"]) for e in saved["evaluations"]] == [
       ("imagenet2012", 51.0), ("places365", 40.0)]
 
 
 def test_a_document_of_a_newer_schema_names_the_fix(tmp_path):
-  (tmp_path / "results.json").write_text('{"schema_version": 3, "run": {}}')
-  with pytest.raises(ValueError, match="schema_version 3.*Update the code"):
+  (tmp_path / "results.json").write_text('{"schema_version": 4, "run": {}}')
+  with pytest.raises(ValueError, match="schema_version 4.*Update the code"):
     results.load(str(tmp_path))
 
 
