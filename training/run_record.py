@@ -89,6 +89,31 @@ def _git_commit() -> str:
     return "unknown"
 
 
+def _blocks(config_str: str) -> Dict[str, str]:
+  """gin's config text split into its '# Parameters for <name>:' blocks."""
+  blocks = {}
+  for block in config_str.split("# Parameters for ")[1:]:
+    blocks[block.split(":", 1)[0]] = "# Parameters for " + block.rstrip() + "\n"
+  return blocks
+
+
+def operative_config() -> str:
+  """gin's operative config plus the bindings of functions not called yet.
+
+  A `--mode=train` run never calls `linear_eval` and friends, so gin's
+  operative config alone would drop the evaluation settings its config states,
+  and a later `python -m evaluation` on the workdir would use the defaults
+  instead of the run's own (docs/running.md)."""
+  operative = gin.operative_config_str()
+  called = _blocks(operative)
+  pending = [text for name, text in _blocks(gin.config_str()).items()
+             if name not in called]
+  if not pending:
+    return operative
+  return (operative.rstrip() + "\n\n# Bound by the config, not called by this run yet:\n\n"
+          + "\n".join(pending))
+
+
 class RunRecord:
   """One invocation's record of a run, from its start to its end.
 
@@ -126,10 +151,11 @@ class RunRecord:
     return changed
 
   def write_operative_config(self) -> None:
-    """The gin settings the run has used so far (the chief's)."""
+    """The gin settings the run has used so far (the chief's), then the ones
+    its config binds for stages it has not run yet (see `operative_config`)."""
     if role.is_chief():
       with open(self.workdir.operative_config, "w") as f:
-        f.write(gin.operative_config_str())
+        f.write(operative_config())
 
   def done(self) -> None:
     """The last operative config, and status 'done'."""

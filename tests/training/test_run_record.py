@@ -94,3 +94,35 @@ def test_a_worker_that_is_not_the_chief_writes_nothing(tmp_path):
   finally:
     role.set_role(True)
   assert list(tmp_path.iterdir()) == []
+
+
+def test_the_operative_config_keeps_bindings_of_stages_not_run_yet(tmp_path):
+  # A --mode=train run never calls the evaluation functions; a later
+  # `python -m evaluation` must still find the settings its config gave them.
+  @gin.configurable("record_test_called")
+  def called(a=1, b=2):
+    return a + b
+
+  @gin.configurable("record_test_pending")
+  def pending(c=3):  # pylint: disable=unused-variable
+    return c
+
+  gin.clear_config()
+  try:
+    gin.parse_config("record_test_called.a = 5\nrecord_test_pending.c = 7")
+    called()
+    with _record(tmp_path) as record:
+      record.write_operative_config()
+    with open(workdir_lib.Workdir(tmp_path).operative_config) as f:
+      text = f.read()
+    assert "record_test_called.a = 5\nrecord_test_called.b = 2\n" in text
+    head, tail = text.split("# Bound by the config, not called by this run yet:")
+    assert "record_test_pending" not in head
+    assert "record_test_pending.c = 7\n" in tail
+    # It parses back to the same bindings.
+    gin.clear_config()
+    gin.parse_config(text)
+    assert gin.query_parameter("record_test_pending.c") == 7
+    assert gin.query_parameter("record_test_called.b") == 2
+  finally:
+    gin.clear_config()
