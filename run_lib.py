@@ -48,6 +48,10 @@ def run(workdir: str, mode: str, strategy, data_dir: Optional[str] = None,
   into temporary directories they remove (training/role.is_chief).
   """
   wd = workdir_lib.of(workdir)
+  if os.path.exists(wd.path) and not os.path.isdir(wd.path):
+    raise NotADirectoryError(
+        f"--workdir={wd.path} is a file, not a folder: name a folder (it is "
+        f"made if missing) for the run's checkpoints and results.")
   os.makedirs(wd.path, exist_ok=True)
   experiment = experiment_lib.experiment_settings()
   campaign.check(experiment)  # an unknown protocol or dataset: before training
@@ -66,8 +70,9 @@ def _stages(wd, mode, strategy, experiment, record, data_dir, manual_dir):
   # by another model, the evaluated layers, the evaluation splits (transfer
   # datasets: checked when present).
   task.check_pipelines(dataset)
-  record.start(run_record.model_config(
-      experiment, task.name, {m: task.preprocess(m) for m in task_lib.MODES}))
+  model_config = run_record.model_config(
+      experiment, task.name, {m: task.preprocess(m) for m in task_lib.MODES})
+  record.check(model_config)
 
   trainer = trainer_lib.Trainer(
       task, dataset, workdir, strategy, seed=experiment.seed,
@@ -78,6 +83,9 @@ def _stages(wd, mode, strategy, experiment, record, data_dir, manual_dir):
   if mode != "train" and protocols:
     protocols_lib.check_settings(
         protocols, [dataset], task.end_point_names(trainer.model, dataset))
+  # Only now, with a model built from it, is the config the workdir's
+  # identity: a setting that cannot build (width 0) is never recorded.
+  record.start(model_config)
   if mode in ("train", "train_and_eval"):
     step = trainer.train()
     if role.is_chief():
