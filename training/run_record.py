@@ -206,6 +206,8 @@ class RunRecord:
         old = json.load(f)
     except (OSError, ValueError):
       old = {}
+    if not isinstance(old, dict):
+      old = {}  # damaged, and overwritten on purpose (the guard refused it before)
     invocations = old.get("invocations") or (
         [dict(command=old["command"], git_commit=old.get("git_commit"),
               start_time=old.get("start_time"), end_time=old.get("end_time"))]
