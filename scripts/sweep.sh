@@ -194,7 +194,7 @@ if [ "$JOBS" -gt 1 ]; then
         fi
       done
       [ "${#RUNNING[@]}" -eq 0 ] && return 0
-      sleep 1
+      sleep 1 || true  # a signal to the group ends the sleep too (set -e)
     done
   }
   # A notice to the sweep alone is passed on to each run's python (the child
