@@ -124,7 +124,7 @@ def _stages(wd, mode, strategy, experiment, record, data_dir, manual_dir):
           strategy=strategy, label_free_split=trainer.eval_split)
     results = results_lib.load(workdir)
   record.done()
-  _print_summary(results)
+  _print_summary(results, workdir)
   return results
 
 
@@ -152,7 +152,7 @@ def _trunks(task, dataset, trainer, step, experiment, strategy):
   return trunks
 
 
-def _print_summary(results):
+def _print_summary(results, workdir):
   print("\n" + "=" * 72)
   run_entry = results.get("run", {})
   print(f"Run: {run_entry.get('task')} on {run_entry.get('dataset')}, "
@@ -160,8 +160,13 @@ def _print_summary(results):
         f"{run_entry.get('steps')} steps")
   pretext = results.get("pretext", {})
   if pretext:
-    print(f"Pretext accuracy on {pretext.get('split')}: "
-          f"{100 * pretext.get('accuracy', float('nan')):.2f}%")
+    accuracy = pretext.get("accuracy", float("nan"))
+    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)):
+      raise ValueError(
+          f"{workdir_lib.of(workdir).results_json} holds pretext accuracy "
+          f"{accuracy!r}, not a number: was it edited by hand? Restore it, or "
+          f"delete the 'pretext' entry (a rerun recomputes it).")
+    print(f"Pretext accuracy on {pretext.get('split')}: {100 * accuracy:.2f}%")
   if results.get("evaluations"):
-    print(results_lib.format_table(results["evaluations"]))
+    print(campaign.table(workdir, results["evaluations"]))
   print("=" * 72)

@@ -193,7 +193,7 @@ def _evaluate(workdir, run, dataset, strategy, protocols):
                     strategy=strategy, overrides=overrides)
   evaluations = [e for e in results_lib.load(workdir)["evaluations"]
                  if e["trunk"] == trunk.name]
-  print("\n" + results_lib.format_table(evaluations))
+  print("\n" + campaign.table(workdir, evaluations))
   print(f"Evaluation took {time.time() - t0:.0f}s. Results: "
         f"{workdir_lib.of(workdir).results_json}")
 

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from datasets import registry as dataset_registry
 from evaluation import protocols as protocols_lib
+from evaluation import results as results_lib
 from training import experiment as experiment_lib
 from training import preemption
 from training import strategy as strategy_lib
@@ -101,6 +102,31 @@ def evaluate(trunks: Sequence[Callable[[], object]], datasets: Sequence, *,
                                       strategy=strategy)
       _stop_if_preempted(strategy, workdir)
   return names
+
+
+def table(workdir: str, entries: Sequence[Dict]) -> str:
+  """results_lib.format_table of `entries` read from workdir's results.json.
+
+  Raises:
+    ValueError: an entry holds a value that is no number where one belongs
+      (the file edited by hand), naming the file and the entry.
+  """
+  try:
+    return results_lib.format_table(entries)
+  except (TypeError, ValueError, KeyError) as e:
+    path = workdir_lib.of(workdir).results_json
+    for entry in entries:
+      try:
+        results_lib.format_table([entry])
+      except (TypeError, ValueError, KeyError):
+        break
+    else:
+      entry = {}
+    raise ValueError(
+        f"{path} holds a value the summary cannot read ({e}) in the entry "
+        f"{entry.get('protocol')} / {entry.get('trunk')} / {entry.get('layer')}: "
+        f"was it edited by hand? Restore the value, or delete the entry (a "
+        f"rerun recomputes it).") from None
 
 
 def _stop_if_preempted(strategy, workdir) -> None:

@@ -315,3 +315,15 @@ def test_a_notice_stops_the_campaign_at_the_next_finished_entry(tmp_path, monkey
   finally:
     preemption.clear()
   assert ran == [("a", 0)]
+
+
+def test_a_hand_edited_results_value_names_the_file(tmp_path):
+  entry = dict(protocol="linear_lbfgs", trunk="trained@1", layer="pre_logits",
+               pooling="adaptive_max", train_split="train", eval_split="val",
+               fraction=1.0, top1=80.0, top5=90.0, dataset="fashion_mnist")
+  assert "80.00" in campaign.table(str(tmp_path), [entry])
+  with pytest.raises(ValueError, match=(
+      f"{tmp_path}/results.json holds a value the summary cannot read \\(could not "
+      f"convert string to float: 'abc'\\) in the entry linear_lbfgs / trained@2 / "
+      f"pre_logits: was it edited by hand\\?")):
+    campaign.table(str(tmp_path), [entry, dict(entry, trunk="trained@2", top1="abc")])
