@@ -48,6 +48,10 @@ def run(workdir: str, mode: str, strategy, data_dir: Optional[str] = None,
   into temporary directories they remove (training/role.is_chief).
   """
   wd = workdir_lib.of(workdir)
+  if os.path.exists(wd.path) and not os.path.isdir(wd.path):
+    raise NotADirectoryError(
+        f"--workdir={wd.path} is a file, not a folder: name a folder (it is "
+        f"made if missing) for the run's checkpoints and results.")
   os.makedirs(wd.path, exist_ok=True)
   experiment = experiment_lib.experiment_settings()
   campaign.check(experiment)  # an unknown protocol or dataset: before training
@@ -66,12 +70,9 @@ def _stages(wd, mode, strategy, experiment, record, data_dir, manual_dir):
   # by another model, the evaluated layers, the evaluation splits (transfer
   # datasets: checked when present).
   task.check_pipelines(dataset)
-  changed = record.start(run_record.model_config(
-      experiment, task.name, {m: task.preprocess(m) for m in task_lib.MODES}))
-  if changed and role.is_chief():
-    # No number made with the old settings is reported as the new ones'.
-    counts = results_lib.set_aside(workdir, changed)
-    print(results_lib.set_aside_line(counts, changed))
+  model_config = run_record.model_config(
+      experiment, task.name, {m: task.preprocess(m) for m in task_lib.MODES})
+  record.check(model_config)
 
   trainer = trainer_lib.Trainer(
       task, dataset, workdir, strategy, seed=experiment.seed,
@@ -82,6 +83,13 @@ def _stages(wd, mode, strategy, experiment, record, data_dir, manual_dir):
   if mode != "train" and protocols:
     protocols_lib.check_settings(
         protocols, [dataset], task.end_point_names(trainer.model, dataset))
+  # Only now, with a model built from it, is the config the workdir's
+  # identity: a setting that cannot build (width 0) is never recorded.
+  changed = record.start(model_config)
+  if changed and role.is_chief():
+    # No number made with the old settings is reported as the new ones'.
+    counts = results_lib.set_aside(workdir, changed)
+    print(results_lib.set_aside_line(counts, changed))
   if mode in ("train", "train_and_eval"):
     step = trainer.train()
     if role.is_chief():
@@ -120,7 +128,7 @@ def _stages(wd, mode, strategy, experiment, record, data_dir, manual_dir):
           strategy=strategy, label_free_split=trainer.eval_split)
     results = results_lib.load(workdir)
   record.done()
-  _print_summary(results)
+  _print_summary(results, workdir)
   return results
 
 
@@ -151,7 +159,7 @@ def _trunks(task, dataset, trainer, step, experiment, strategy):
   return trunks
 
 
-def _print_summary(results):
+def _print_summary(results, workdir):
   print("\n" + "=" * 72)
   run_entry = results.get("run", {})
   print(f"Run: {run_entry.get('task')} on {run_entry.get('dataset')}, "
@@ -159,8 +167,13 @@ def _print_summary(results):
         f"{run_entry.get('steps')} steps")
   pretext = results.get("pretext", {})
   if pretext:
-    print(f"Pretext accuracy on {pretext.get('split')}: "
-          f"{100 * pretext.get('accuracy', float('nan')):.2f}%")
+    accuracy = pretext.get("accuracy", float("nan"))
+    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)):
+      raise ValueError(
+          f"{workdir_lib.of(workdir).results_json} holds pretext accuracy "
+          f"{accuracy!r}, not a number: was it edited by hand? Restore it, or "
+          f"delete the 'pretext' entry (a rerun recomputes it).")
+    print(f"Pretext accuracy on {pretext.get('split')}: {100 * accuracy:.2f}%")
   if results.get("evaluations"):
-    print(results_lib.format_table(results["evaluations"]))
+    print(campaign.table(workdir, results["evaluations"]))
   print("=" * 72)

@@ -47,11 +47,13 @@ flags.DEFINE_bool("overwrite_config", False,
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not FLAGS.workdir:
-    raise app.UsageError("--workdir is required (where checkpoints and results go).")
+    errors.usage(f"Unexpected arguments: {argv[1:]} (flags are --name=value).")
   if not FLAGS.config:
-    raise app.UsageError("--config is required, e.g. configs/demo_fashion_mnist.gin.")
+    errors.usage("--config is required, e.g. --config=configs/demo_fashion_mnist.gin "
+                 "(--helpfull lists every flag).")
+  if not FLAGS.workdir:
+    errors.usage("--workdir is required (where checkpoints and results go), e.g. "
+                 "--workdir=/tmp/demo.")
   # Progress lines must show up at once even when piped to tee or a log file.
   sys.stdout.reconfigure(line_buffering=True)
   logging.set_verbosity(logging.WARNING)

@@ -16,16 +16,23 @@ within each class, files in sorted name order, every `holdout_every`-th file (th
 With a val folder, train is the train folder, val the val folder, trainval both.
 
 `as_dataset` yields the encoded file bytes as 'image' (the `decode` preprocessing op
-decodes them), plus 'label', 'index' and 'path'. Each file is checked to be a
-complete JPEG or PNG as it is read, so a truncated file stops the pipeline with an
-error naming it; `check_images(root)` (or `python -m datasets.image_folder --check
-ROOT`) fully decodes every file and lists all bad ones at once.
+decodes them), plus 'label', 'index' and 'path'. `prepare()` (what a run calls
+before training) decodes every file once and refuses a folder with a file that
+does not decode, naming it: damage inside a file with intact start and end
+markers shows only when decoded, and the decoder's own error names no file.
+Each file is also checked to be a complete JPEG or PNG as it is read, so one
+truncated later stops the pipeline with an error naming it; `check_images(root)`
+(or `python -m datasets.image_folder --check ROOT`) lists every bad one with why.
 
-`bad_images='skip'` (gin: `image_folder.bad_images = 'skip'`) instead reads every
-file once, before the first use of a split, and leaves out those that are not
-complete JPEGs or PNGs, logging how many and which. Leaving them out of the file
-lists, rather than filtering the stream, keeps split sizes (epochs, steps) and
-'index' (0..n-1) right.
+`bad_images='skip'` (gin: `image_folder.bad_images = 'skip'`) instead decodes
+every file once, before the first use of a split, and leaves out those that do
+not decode, logging how many and which. Leaving them out of the file lists,
+rather than filtering the stream, keeps split sizes (epochs, steps) and 'index'
+(0..n-1) right.
+
+A folder must have at least two classes, each with a training image: a linear
+probe of one class, or of a class it never sees, scores nothing about the
+representation.
 """
 import argparse
 import os
@@ -93,6 +100,29 @@ def looks_complete(data):
   is_png = tf.equal(tf.strings.substr(data, 0, len(_PNG_START)), _PNG_START)
   return tf.logical_or(tf.logical_and(is_jpeg, contains(_JPEG_END)),
                        tf.logical_and(is_png, contains(_PNG_END)))
+
+
+def _undecodable(paths):
+  """The paths among `paths` that cannot be read or decoded, or are incomplete.
+
+  One parallel pass of tf.data: an element whose read or decode fails is
+  dropped (ignore_errors), so the bad files are those that do not come out.
+  """
+  if not paths:
+    return set()
+
+  def decodes(path):
+    data = tf.io.read_file(path)
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    return path, tf.logical_and(looks_complete(data), tf.size(image) > 0)
+
+  checked = tf.data.Dataset.from_tensor_slices(np.array(paths, dtype=str)).map(
+      decodes, num_parallel_calls=tf.data.AUTOTUNE,
+      deterministic=False).ignore_errors()
+  good = set()
+  for batch_paths, ok in checked.batch(4096).as_numpy_iterator():
+    good.update(p.decode() for p, k in zip(batch_paths, ok) if k)
+  return set(paths) - good
 
 
 def _list_images(folder):
@@ -184,6 +214,7 @@ class ImageFolder:
     self.root = root
     self.bad_images = bad_images
     self._checked = bad_images == 'fail'
+    self._decoded = False
     self.name = f'image_folder:{root}'
     self.image_shape = (None, None, 3)
     self.holdout_every = holdout_every
@@ -220,6 +251,17 @@ class ImageFolder:
     if not self._splits['trainval'][0]:
       raise ValueError(f'image_folder: no {"/".join(IMAGE_EXTENSIONS)} files under '
                        f'{train_dir}. {LAYOUT_HINT}')
+    empty = sorted(self.class_names[c] for c, paths in trainval_files.items()
+                   if not paths)
+    if empty and len(empty) < self.num_classes:
+      raise ValueError(
+          f'image_folder: class folder(s) {", ".join(empty)} under {train_dir} hold '
+          f'no {"/".join(IMAGE_EXTENSIONS)} file: a class without images cannot be '
+          f'learnt or scored. Add images or remove the folder(s).')
+    if self.num_classes < 2 and trainval_files[0]:
+      raise ValueError(
+          f'image_folder: {train_dir} has one class folder ({self.class_names[0]}); '
+          f'an evaluation classifies at least two. {LAYOUT_HINT}')
 
   def _split(self, split):
     tfds_dataset.check_split(split)
@@ -232,15 +274,15 @@ class ImageFolder:
       self._leave_out_bad_images()
     return self._splits[split]
 
+  def _all_paths(self):
+    return sorted({p for files, _ in self._splits.values() for p in files})
+
   def _leave_out_bad_images(self):
-    """bad_images='skip': drops every incomplete file from every split, once."""
-    self._checked = True
-    paths = sorted({p for files, _ in self._splits.values() for p in files})
-    complete = tf.data.Dataset.from_tensor_slices(np.array(paths, dtype=str)).map(
-        lambda path: looks_complete(tf.io.read_file(path)),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ok = np.concatenate(list(complete.batch(4096).as_numpy_iterator()))
-    bad = {p for p, good in zip(paths, ok) if not good}
+    """bad_images='skip': drops every file that does not decode from every
+    split, once."""
+    self._checked = self._decoded = True
+    paths = self._all_paths()
+    bad = _undecodable(paths)
     if not bad:
       return
     shown = sorted(bad)[:5]
@@ -265,7 +307,26 @@ class ImageFolder:
     return len(self._split(split)[0])
 
   def prepare(self):
-    """Nothing to build; prints the split sizes found."""
+    """Decodes every image once (see the module docstring); prints the split
+    sizes found.
+
+    Raises:
+      ValueError: with bad_images='fail', files that do not decode (named).
+    """
+    if not self._decoded:
+      if self.bad_images == 'skip':
+        self._leave_out_bad_images()
+      else:
+        self._decoded = True
+        paths = self._all_paths()
+        bad = sorted(_undecodable(paths))
+        if bad:
+          raise ValueError(
+              f'image_folder: {len(bad)} of {len(paths)} files under {self.root} '
+              f'do not decode as JPEG or PNG images (truncated or corrupt): '
+              f'{", ".join(bad[:5])}{", ..." if len(bad) > 5 else ""}. Replace or '
+              f'remove them, or set image_folder.bad_images = \'skip\' to leave '
+              f'them out.')
     sizes = ', '.join(f'{s} {self.num_examples(s)}' for s in self.splits)
     print(f'{self.name}: {self.num_classes} classes; {sizes} images', flush=True)
 

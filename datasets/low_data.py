@@ -140,9 +140,18 @@ def low_data(dataset, split: str, fraction: float, seed: int = 0):
   fraction = check_fraction(fraction)
   if fraction == 1.0:
     return dataset
-  indices = balanced_subset(split_labels(dataset, split), fraction, seed)
-  if not len(indices):
-    raise ValueError(f"{fraction} of {split} is no example at all.")
+  labels = split_labels(dataset, split)
+  indices = balanced_subset(labels, fraction, seed)
+  classes = np.unique(labels)
+  kept = np.unique(labels[indices])
+  if len(kept) < len(classes):
+    # A probe never shown a class cannot score it: its accuracy would read
+    # as a measure of the representation while it is one of the subset.
+    raise ValueError(
+        f"A low-data fraction of {fraction} keeps {len(indices)} of the "
+        f"{len(labels)} examples of {split}, from {len(kept)} of its "
+        f"{len(classes)} classes: every class needs one, so use a fraction of "
+        f"at least {len(classes) / len(labels):.2g}.")
   return Subset(dataset, split, indices, fraction)
 
 

@@ -24,6 +24,7 @@ import importlib.resources.abc  # noqa: F401  (makes `.abc` an attribute)
 import io
 import os
 import sys
+import tarfile
 import time
 
 import tensorflow as tf
@@ -140,11 +141,29 @@ class TfdsDataset:
     return [name for name in self._manual_files
             if not os.path.isfile(os.path.join(self._manual_dir, name))]
 
+  def _check_archives(self):
+    """Each manual .tar file opens (its first header reads): an empty, cut or
+    unreadable download is named before tfds fails inside its extractor."""
+    for name in self._manual_files:
+      if not name.endswith(('.tar', '.tar.gz', '.tgz')):
+        continue
+      path = os.path.join(self._manual_dir, name)
+      try:
+        if os.path.getsize(path) == 0:
+          raise tarfile.ReadError('it is empty (0 bytes)')
+        with tarfile.open(path) as archive:
+          archive.next()
+      except (tarfile.TarError, OSError, EOFError) as e:
+        raise ValueError(
+            f'{self.name}: cannot prepare: {path} is not a readable tar archive '
+            f'({e}); download it again. {self._missing_data_hint}') from None
+
   def prepare(self):
     """Builds the tfds files from the manual dir once; later calls do nothing.
 
     Raises:
       FileNotFoundError: the data is not prepared and source files are missing.
+      ValueError: a source archive is empty, cut or unreadable (named).
     """
     data_dir = os.fspath(self.builder.data_dir)
     if self.builder.is_prepared():
@@ -167,17 +186,25 @@ class TfdsDataset:
       raise FileNotFoundError(
           f'{self.name}: cannot prepare: {self._manual_dir} lacks '
           f'{", ".join(missing)}. {self._missing_data_hint}')
+    self._check_archives()
     print(f'{self.name}: preparing tfds data in {data_dir} from {self._manual_dir} ...',
           end=' ' if self._quiet_prepare else '\n', flush=True)
     start = time.time()
     # No GCS: prepared copies are not reachable offline and the attempt can hang.
     download_config = tfds.download.DownloadConfig(
         manual_dir=self._manual_dir, try_download_gcs=False)
-    if self._quiet_prepare:
-      with _quiet_tfds():
+    try:
+      if self._quiet_prepare:
+        with _quiet_tfds():
+          self.builder.download_and_prepare(download_config=download_config)
+      else:
         self.builder.download_and_prepare(download_config=download_config)
-    else:
-      self.builder.download_and_prepare(download_config=download_config)
+    except tarfile.ReadError as e:
+      # Damage past the first header (a cut download): tfds names no file.
+      raise ValueError(
+          f'{self.name}: cannot prepare: an archive in {self._manual_dir} '
+          f'({", ".join(self._manual_files)}) is damaged ({e}); download it '
+          f'again. {self._missing_data_hint}') from None
     elapsed = f'{time.time() - start:.1f} s'
     print(f'done in {elapsed}' if self._quiet_prepare
           else f'{self.name}: prepared in {elapsed}', flush=True)

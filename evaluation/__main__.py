@@ -4,7 +4,8 @@ r"""Runs any evaluation protocol on a finished run or on a TF-Hub module.
   python -m evaluation --workdir=/tmp/demo --protocol=linear_lbfgs,mlp_sgd_features \
       --layers=pre_logits,block3 --fraction=0.1
 
-  # an exported module (any run's export/hub/<step>, or one from elsewhere)
+  # a module this project exported (any run's export/hub/<step>; a SavedModel
+  # made elsewhere names no end points or input pipeline, and is refused)
   python -m evaluation --hub_module=/tmp/demo/export/hub/860 \
       --dataset=fashion_mnist --workdir=/tmp/hub_eval --protocol=linear_lbfgs
 
@@ -25,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from datasets import registry as dataset_registry  # noqa: E402
 from evaluation import campaign  # noqa: E402
+from evaluation import hub_trunk  # noqa: E402
 from evaluation import knn_monitor  # noqa: E402,F401  (gin names of a run)
 from evaluation import protocols as protocols_lib  # noqa: E402
 from evaluation import results as results_lib  # noqa: E402
@@ -109,10 +111,10 @@ def _run_trunk(workdir, dataset, strategy, which, checkpoint, data_dir=None,
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    errors.usage(f"Unexpected arguments: {argv[1:]} (flags are --name=value).")
   if not FLAGS.workdir:
-    raise app.UsageError("--workdir is required (a run's workdir, or where a "
-                         "module's results go).")
+    errors.usage("--workdir is required (a run's workdir, or where a module's "
+                 "results go), e.g. --workdir=/tmp/demo.")
   sys.stdout.reconfigure(line_buffering=True)
   logging.set_verbosity(logging.WARNING)
   preemption.install()
@@ -123,6 +125,13 @@ def _main():
   protocols = protocols_lib.check_protocols(FLAGS.protocol)
   campaign.seeds(FLAGS.seeds)  # a typo fails before any data is read
   workdir = workdir_lib.Workdir(FLAGS.workdir)
+  if os.path.exists(workdir.path) and not workdir.exists():
+    raise NotADirectoryError(f"--workdir={workdir.path} is a file, not a folder: "
+                             f"name a run's workdir, or a folder for a module's "
+                             f"results.")
+  if FLAGS.hub_module:
+    # A path that is not there, before TensorFlow looks for a module in it.
+    hub_trunk.check_path(FLAGS.hub_module)
   if not FLAGS.hub_module and not workdir.exists():
     raise FileNotFoundError(
         f"No run workdir {workdir}: train one there with train_and_eval.py, or "
@@ -137,15 +146,38 @@ def _main():
   strategy = strategy_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
 
   run = results_lib.load(workdir.path).get("run", {})
+  if not FLAGS.hub_module and not run.get("task"):
+    raise FileNotFoundError(
+        f"{workdir.path} holds no trained run (its results.json names no task): "
+        f"train it first with train_and_eval.py (its --mode=train stops after "
+        f"training), or pass --hub_module to evaluate an exported module.")
+  if FLAGS.checkpoint and not FLAGS.hub_module:
+    _check_checkpoint(workdir.path, FLAGS.checkpoint)
   dataset_name = FLAGS.dataset or run.get("dataset")
   if not dataset_name:
-    raise app.UsageError("--dataset is required: the workdir names none.")
+    raise ValueError("--dataset is required with --hub_module, e.g. "
+                     "--dataset=fashion_mnist: a module names none.")
   dataset = dataset_registry.first_present(
       dataset_name.split("|"), data_dir=FLAGS.data_dir,
       manual_dir=FLAGS.manual_dir)
   os.makedirs(workdir.path, exist_ok=True)
   with workdir_lock.Lock(workdir.path):
     _evaluate(workdir.path, run, dataset, strategy, protocols)
+
+
+def _check_checkpoint(workdir, prefix):
+  """--checkpoint names a checkpoint there is (its .index file), or one line."""
+  if os.path.exists(prefix + ".index"):
+    return
+  ckpt_dir = checkpoints_lib.directory(workdir)
+  there = [os.path.join(ckpt_dir, os.path.basename(p))
+           for p in checkpoints_lib.steps(ckpt_dir).values()] if os.path.isdir(
+               ckpt_dir) else []
+  raise FileNotFoundError(
+      f"--checkpoint={prefix}: no such checkpoint (no {prefix}.index); pass a "
+      f"prefix like {ckpt_dir}/ckpt-<step>"
+      + (f", one of {', '.join(there[-3:])}" if there else "")
+      + ", or leave the flag out for the newest.")
 
 
 def _evaluate(workdir, run, dataset, strategy, protocols):
@@ -167,7 +199,7 @@ def _evaluate(workdir, run, dataset, strategy, protocols):
                     strategy=strategy, overrides=overrides)
   evaluations = [e for e in results_lib.load(workdir)["evaluations"]
                  if e["trunk"] == trunk.name]
-  print("\n" + results_lib.format_table(evaluations))
+  print("\n" + campaign.table(workdir, evaluations))
   print(f"Evaluation took {time.time() - t0:.0f}s. Results: "
         f"{workdir_lib.of(workdir).results_json}")
 

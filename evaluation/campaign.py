@@ -13,12 +13,22 @@ Each protocols.run skips what results.json already holds; under several
 workers what any one still has to do, all do (the to-do agreement inside
 protocols.run and record_label_free), so no worker is left alone in a
 collective. The settings are checked here too, before any training.
+
+A preemption notice (SIGTERM, Ctrl-C) stops the campaign at the next
+finished entry (an SGD head stops sooner, at its own next checkpoint):
+everything finished is in results.json and a rerun does the rest.
 """
 from typing import Callable, Dict, List, Optional, Sequence
 
+import tensorflow as tf
+
 from datasets import registry as dataset_registry
 from evaluation import protocols as protocols_lib
+from evaluation import results as results_lib
 from training import experiment as experiment_lib
+from training import preemption
+from training import strategy as strategy_lib
+from training import workdir as workdir_lib
 
 SEEDS_FLAG = ("--seeds", "--seeds=0,1,2")  # how the CLI's seed errors name it
 
@@ -82,6 +92,7 @@ def evaluate(trunks: Sequence[Callable[[], object]], datasets: Sequence, *,
           protocols_lib.run(protocol, trunk, dataset, workdir=workdir,
                             cache=cache, strategy=strategy, overrides=overrides,
                             seed=seed)
+          _stop_if_preempted(strategy, workdir)
     if label_free_split is not None:
       # Label-free model selection: RankMe of every trunk's pre_logits
       # (docs/protocol.md §1: all six have one) on the held-out split the pretext accuracy is
@@ -89,4 +100,42 @@ def evaluate(trunks: Sequence[Callable[[], object]], datasets: Sequence, *,
       protocols_lib.record_label_free(trunk, datasets[0], label_free_split,
                                       workdir=workdir, cache=cache,
                                       strategy=strategy)
+      _stop_if_preempted(strategy, workdir)
   return names
+
+
+def table(workdir: str, entries: Sequence[Dict]) -> str:
+  """results_lib.format_table of `entries` read from workdir's results.json.
+
+  Raises:
+    ValueError: an entry holds a value that is no number where one belongs
+      (the file edited by hand), naming the file and the entry.
+  """
+  try:
+    return results_lib.format_table(entries)
+  except (TypeError, ValueError, KeyError) as e:
+    path = workdir_lib.of(workdir).results_json
+    for entry in entries:
+      try:
+        results_lib.format_table([entry])
+      except (TypeError, ValueError, KeyError):
+        break
+    else:
+      entry = {}
+    raise ValueError(
+        f"{path} holds a value the summary cannot read ({e}) in the entry "
+        f"{entry.get('protocol')} / {entry.get('trunk')} / {entry.get('layer')}: "
+        f"was it edited by hand? Restore the value, or delete the entry (a "
+        f"rerun recomputes it).") from None
+
+
+def _stop_if_preempted(strategy, workdir) -> None:
+  """Raises Preempted when a notice came, on every worker at once
+  (strategy.agree: a stop only some workers make strands the others)."""
+  (stop,) = strategy_lib.agree(strategy or tf.distribute.get_strategy(),
+                               preemption.requested())
+  if stop:
+    raise preemption.Preempted(
+        f"Stopped the evaluation between entries on a preemption notice; every "
+        f"finished one is in {workdir_lib.of(workdir).results_json}. Rerun the "
+        f"same command to do the rest.")

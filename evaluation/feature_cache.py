@@ -190,6 +190,15 @@ class FeatureCache:
         if hit is None:
           raise RuntimeError(f"Feature cache entry {final} did not read back.")
         out[layer] = hit[0]
+    except OSError as e:
+      # A full disk or a read-only workdir: the path, not the protocol whose
+      # call it happened in, is what the user can act on.
+      raise OSError(
+          e.errno, f"Could not write features of {split} into {self.root} "
+          f"({e.strerror or e}): is the disk full or the workdir read-only? "
+          f"Free space and rerun the same command; finished entries are "
+          f"kept.") from None
+    else:
       # The other workers read these entries next (_extract_as_worker).
       strategy_lib.barrier(strategy or tf.distribute.get_strategy())
       return out, labels

@@ -11,6 +11,11 @@ also evaluates a module:
 The module is a frozen trunk: its BN runs in inference mode and nothing is
 trained. Patch modules are read through their `patches_representation`
 signature, so the 9-patch representation is the exporting task's own.
+
+Only modules this project exported can be read: their assets/metadata.json
+names the end points, their order and the input pipeline, which a SavedModel
+made elsewhere does not say (its default signature has no end points to
+pick a layer from, nor an input range). Such a module is refused in one line.
 """
 import collections
 import os
@@ -20,7 +25,31 @@ import tensorflow as tf
 
 from datasets import preprocess_registry
 from self_supervision import export as export_lib
+from self_supervision import hub_metadata
 from self_supervision import task as task_lib
+
+
+def check_path(path: str) -> None:
+  """`path` is a module this project exported, or one line saying what it is.
+
+  Raises:
+    FileNotFoundError: no such path, or a folder that is no module, or a
+      SavedModel made elsewhere (naming why it cannot be read).
+  """
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(
+        f"--hub_module={path}: no such file or directory. A run exports its "
+        f"modules to <workdir>/export/hub/<step>.")
+  metadata = os.path.join(path, hub_metadata.ASSETS_SUBDIR,
+                          hub_metadata.METADATA_FILE)
+  if (tf.io.gfile.exists(os.path.join(path, "saved_model.pb"))
+      and not tf.io.gfile.exists(metadata)):
+    raise FileNotFoundError(
+        f"{path} is a SavedModel not exported by this project (it has no "
+        f"{hub_metadata.ASSETS_SUBDIR}/"
+        f"{hub_metadata.METADATA_FILE} naming its end points and "
+        f"input pipeline): only modules of self_supervision/export.py "
+        f"(scripts/export_hub.py) can be evaluated.")
 
 
 class HubTrunk:
@@ -49,6 +78,7 @@ class HubTrunk:
       ValueError: no `preprocess` given and none recorded, or a bad string.
     """
     self.path = os.fspath(path)
+    check_path(self.path)
     self.metadata = export_lib.read_metadata(self.path)
     if preprocess is None:
       preprocess = self.metadata.get("input_preprocess")

@@ -25,6 +25,9 @@
 # and the sweep goes on; the end prints done / failed / skipped, and the exit
 # status is 1 if any run failed. A preempted run (SIGTERM: it saved a
 # checkpoint and exited 75) stops the sweep with status 75; rerun it to go on.
+# So does a SIGTERM or SIGINT (scancel, a time limit, Ctrl-C) sent to the
+# sweep's process group: the running run saves and exits 75, the sweep prints
+# its summary and exits 75.
 #
 # --jobs N runs N workdirs at a time (the runs of one workdir stay in order),
 # each process given cores / N threads (TF_NUM_INTRAOP_THREADS); its output
@@ -191,28 +194,39 @@ if [ "$JOBS" -gt 1 ]; then
         fi
       done
       [ "${#RUNNING[@]}" -eq 0 ] && return 0
-      sleep 1
+      sleep 1 || true  # a signal to the group ends the sleep too (set -e)
     done
   }
-  trap 'kill ${!RUNNING[@]} 2>/dev/null; wait; exit 130' INT TERM
+  # A notice to the sweep alone is passed on to each run's python (the child
+  # of its `bash -c`, which traps it and waits); one to the whole process
+  # group (scancel, Ctrl-C) has reached them already. Each saves and exits 75.
+  SIGNALED=0
+  trap 'SIGNALED=1; for p in "${!RUNNING[@]}"; do pkill -TERM -P "$p" 2>/dev/null || true; done' INT TERM
   for j in "${!JOB_DIRS[@]}"; do
     while [ "${#RUNNING[@]}" -ge "$JOBS" ]; do reap one; done
-    [ "${#PREEMPTED[@]}" -eq 0 ] || break
+    [ "${#PREEMPTED[@]}" -eq 0 ] && [ "$SIGNALED" = 0 ] || break
     mkdir -p "${JOB_DIRS[$j]}"
     echo "[sweep] $((j + 1))/$n_jobs start ${JOB_NAMES[$j]}"
     TF_NUM_INTRAOP_THREADS=$THREADS TF_NUM_INTEROP_THREADS=$THREADS OMP_NUM_THREADS=$THREADS \
-      bash -c "${JOB_CMDS[$j]}" >> "${JOB_DIRS[$j]}/sweep.log" 2>&1 &
+      bash -c "trap : INT TERM; ${JOB_CMDS[$j]}" >> "${JOB_DIRS[$j]}/sweep.log" 2>&1 &
     RUNNING[$!]=$j
   done
   reap all
   echo "[sweep] $GRID: ${#DONE[@]} workdirs done, ${#FAILED[@]} failed, $n_skip runs skipped (already done) in $(( $(date +%s) - START ))s."
   for name in ${FAILED[@]+"${FAILED[@]}"}; do echo "[sweep]   failed: $name"; done
-  [ "${#PREEMPTED[@]}" -eq 0 ] || exit 75
+  [ "${#PREEMPTED[@]}" -eq 0 ] && [ "$SIGNALED" = 0 ] || exit 75
   [ "${#FAILED[@]}" -eq 0 ]
   exit $?
 fi
 
-# Local: one after another.
+# Local: one after another. A SIGTERM or SIGINT to the process group reaches
+# the running run, which saves and exits 75; the sweep, trapping both, waits
+# for that, then stops with its summary. The run's `bash -c` traps them too
+# (so it waits for the run instead of dying first; exec resets the trap, so
+# python starts with the default handlers its own replace), and tee ignores
+# them, so the run's last lines still reach the log.
+SIGNALED=0
+trap 'SIGNALED=1' INT TERM
 DONE=() FAILED=() SKIPPED=() PREEMPTED=()
 for i in "${!NAMES[@]}"; do
   name="${NAMES[$i]}" workdir="${WORKDIRS[$i]}"
@@ -224,9 +238,17 @@ for i in "${!NAMES[@]}"; do
   echo "[sweep] $((i + 1))/$N $name: $what in $workdir"
   mkdir -p "$workdir"
   set +e
-  bash -c "${COMMANDS[$i]}" 2>&1 | tee -a "$workdir/sweep.log"
+  bash -c "trap : INT TERM; ${COMMANDS[$i]}" 2>&1 | (trap '' INT TERM; exec tee -a "$workdir/sweep.log")
   rc=${PIPESTATUS[0]}
   set -e
+  if [ "$SIGNALED" = 1 ] && [ "$rc" -ne 75 ]; then
+    # The notice came before the run could take it (still starting) or after
+    # it finished: nothing to save, but the sweep stops as preempted.
+    [ "$rc" -eq 0 ] && DONE+=("$name")
+    echo "[sweep] $name: stopped by a signal (exit $rc); rerun the sweep to go on"
+    PREEMPTED+=("$name")
+    break
+  fi
   if [ "$rc" -eq 0 ]; then
     DONE+=("$name")
   elif [ "$rc" -eq 75 ]; then

@@ -66,6 +66,12 @@ def _failed_data_check(e: BaseException):
   return " ".join(f"{match.group(1)} {match.group(2)}".split())
 
 
+def usage(message: str) -> None:
+  """A missing or stray command-line argument: its line, not the flag list."""
+  print(f"Error: {message}", file=sys.stderr)
+  sys.exit(BAD_INPUT_STATUS)
+
+
 def run_cli(main: Callable[[], object], debug: bool = False):
   """Runs `main()`; exits with the status above instead of a traceback."""
   try:

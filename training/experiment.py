@@ -66,8 +66,9 @@ def experiment_settings(task: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
   "Rnd" baseline) with the same protocol, for comparison.
   evaluate_pixels: also evaluate the pixels control (the representation
   pipeline's images as features, evaluation/trunks.py) with the same protocols.
-  hub_modules: exported TF-Hub module paths (any run's export/hub/<step>, or
-  a module from elsewhere) to evaluate with the same protocol and dataset.
+  hub_modules: exported TF-Hub module paths (any run's export/hub/<step>,
+  from this project: a SavedModel made elsewhere names no end points or input
+  pipeline) to evaluate with the same protocol and dataset.
   protocols: evaluation protocols run on every trunk (evaluation/protocols.py:
   linear_lbfgs, linear_sgd, mlp_sgd, linear_sgd_features, mlp_sgd_features).
   transfer_datasets: other datasets every trunk is also evaluated on with the

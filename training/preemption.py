@@ -6,8 +6,12 @@ looks at it after every compiled loop (at most `steps_per_loop` steps later),
 saves a checkpoint and raises `Preempted`. The command line turns that into
 exit status `EXIT_STATUS` (75, EX_TEMPFAIL), which scripts/sweep.sh reports as
 preempted. Rerunning the same command resumes from that checkpoint.
+
+SIGINT (Ctrl-C, and what a terminal sends a whole sweep) is the same notice,
+so an interrupted run keeps its work; a second Ctrl-C stops at once, unsaved.
 """
 import signal
+import sys
 import threading
 
 EXIT_STATUS = 75
@@ -20,12 +24,25 @@ class Preempted(Exception):
   """Training stopped on a preemption notice after saving a checkpoint."""
 
 
+def _on_signal(signum, frame):
+  del frame
+  if signum == signal.SIGINT:
+    if _notice.is_set():
+      raise KeyboardInterrupt  # a second Ctrl-C: the user will not wait
+    print("Interrupted: stopping at the next safe point (a checkpoint, a "
+          "finished evaluation); Ctrl-C again stops at once, unsaved.",
+          file=sys.stderr, flush=True)
+  _notice.set()
+
+
 def install() -> None:
-  """Records SIGTERM instead of dying on it (call once, from the main thread)."""
+  """Records SIGTERM and SIGINT instead of dying on them (call once, from the
+  main thread)."""
   global _installed
   if _installed or threading.current_thread() is not threading.main_thread():
     return
-  signal.signal(signal.SIGTERM, lambda signum, frame: _notice.set())
+  signal.signal(signal.SIGTERM, _on_signal)
+  signal.signal(signal.SIGINT, _on_signal)
   _installed = True
 
 

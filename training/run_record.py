@@ -1,7 +1,10 @@
 """The run record: run.json and operative_config.gin, written here only.
 
     with run_record.RunRecord(workdir, experiment, strategy) as record:
-      record.start(run_record.model_config(experiment, task.name, pipelines))
+      config = run_record.model_config(experiment, task.name, pipelines)
+      record.check(config)           # the guard, before anything is built
+      ...                            # build the model
+      record.start(config)           # now the workdir's identity
       ...                            # train, evaluate
       record.write_operative_config()
       record.done()
@@ -12,7 +15,11 @@ run.json holds the latest invocation's command, versions, devices, status
 evaluations) appends to `invocations` instead of replacing the first command
 and its times. The model's identity is the guard: a rerun whose config would
 change the model the workdir holds is refused before anything is written.
-Only the chief writes (training/role.py); every worker applies the guard.
+A config becomes the identity only once a model was built with it (`start`),
+so a setting that fails to build (width 0) never refuses its own correction.
+A run.json that exists but cannot be read is refused, never taken for none:
+without it the guard would let any model in. Only the chief writes
+(training/role.py); every worker applies the guard.
 """
 import datetime
 import json
@@ -43,6 +50,57 @@ def model_config(experiment: experiment_lib.Experiment, task_name: str,
   config.update({f"get_model.{k}": repr(v)
                  for k, v in sorted(gin.get_bindings("get_model").items())})
   config.update({f"{task_name}.pp_{mode}": pp for mode, pp in pipelines.items()})
+  return _without_defaults(config)
+
+
+def _without_defaults(config: Mapping) -> Dict:
+  """`config` less the get_model settings bound to their own default value.
+
+  Binding `get_model.last_relu = True` builds the same model as leaving it
+  out; recorded either way, the two must compare equal (older run.json files
+  hold such bindings too).
+  """
+  try:
+    configurable = gin.config._REGISTRY.get_match("get_model")  # pylint: disable=protected-access
+    defaults = gin.config._get_default_configurable_parameter_values(  # pylint: disable=protected-access
+        configurable.wrapped, configurable.allowlist, configurable.denylist)
+  except (AttributeError, KeyError, ValueError):
+    defaults = {}  # get_model not registered (nothing imported models/)
+  return {k: v for k, v in config.items()
+          if not (k.startswith("get_model.") and k[len("get_model."):] in defaults
+                  and v == repr(defaults[k[len("get_model."):]]))}
+
+
+def read_model_config(workdir) -> Optional[Dict]:
+  """The identity recorded in a workdir's run.json; None when there is none.
+
+  Raises:
+    ValueError: run.json exists but is not a run record (truncated, or
+      edited by hand), naming it and the ways out.
+  """
+  path = workdir_lib.of(workdir).run_json
+  try:
+    with open(path) as f:
+      text = f.read()
+  except FileNotFoundError:
+    return None
+  except OSError as e:
+    raise ValueError(f"{path} cannot be read ({e.strerror}): it holds which "
+                     f"model this workdir trains. Fix its permissions.") from None
+  try:
+    doc = json.loads(text)
+    config = doc.get("model_config") if isinstance(doc, dict) else None
+    if config is not None and not (
+        isinstance(config, dict) and all(isinstance(k, str) for k in config)):
+      raise ValueError("model_config is not a mapping of settings")
+    if not isinstance(doc, dict):
+      raise ValueError("not a JSON object")
+  except ValueError as e:
+    raise ValueError(
+        f"{path} is damaged ({str(e).splitlines()[0]}): it records which model "
+        f"this workdir holds, so no run can check against it. Restore it, or "
+        f"rerun with --overwrite_config to record this config as the workdir's "
+        f"model (its checkpoints must fit it).") from None
   return config
 
 
@@ -53,14 +111,19 @@ def check_model_config(workdir, config: Mapping, overwrite: bool = False
   Returns the settings an allowed `overwrite` changes ([] when none).
 
   Raises:
-    ValueError: listing each setting the workdir was made with and the new one.
+    ValueError: listing each setting the workdir was made with and the new
+      one; or run.json is damaged (without `overwrite`).
   """
   try:
-    with open(workdir_lib.of(workdir).run_json) as f:
-      old = json.load(f).get("model_config")
-  except (OSError, ValueError):
-    old = None
-  if not old or old == config:
+    old = read_model_config(workdir)
+  except ValueError:
+    if not overwrite:
+      raise
+    old = None  # damaged and overwritten: nothing left to compare with
+  if not old:
+    return []
+  old, config = _without_defaults(old), _without_defaults(config)
+  if old == config:
     return []
   diff = [k for k in sorted(set(old) | set(config)) if old.get(k) != config.get(k)]
   if overwrite:
@@ -141,8 +204,13 @@ class RunRecord:
       self._write(_now(), status=f"failed: {error}")
     return False
 
+  def check(self, config: Mapping[str, str]) -> None:
+    """The model-config guard alone: call it before building anything."""
+    check_model_config(self.workdir.path, config, self.overwrite_config)
+
   def start(self, config: Mapping[str, str]) -> List[str]:
-    """Applies the model-config guard, then records the run as running.
+    """Applies the model-config guard, then records the run as running with
+    `config` as the workdir's identity: call it once the model is built.
 
     Returns the settings --overwrite_config changed (the caller sets aside
     the results they invalidate: evaluation/results.py set_aside)."""
@@ -176,6 +244,8 @@ class RunRecord:
         old = json.load(f)
     except (OSError, ValueError):
       old = {}
+    if not isinstance(old, dict):
+      old = {}  # damaged, and overwritten on purpose (the guard refused it before)
     invocations = old.get("invocations") or (
         [dict(command=old["command"], git_commit=old.get("git_commit"),
               start_time=old.get("start_time"), end_time=old.get("end_time"))]

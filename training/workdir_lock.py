@@ -21,6 +21,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from typing import Callable, Dict, List, Optional
 
 from training import role
@@ -53,12 +54,26 @@ def _alive(pid: int) -> bool:
   return True
 
 
+# A lock file is written right after its atomic creation: one still empty
+# (or not a holder's record) after this long was left by a process killed in
+# between, or made by hand, and names nobody.
+_UNWRITTEN_SECS = 2.0
+
+
 def _read(path: str) -> Optional[Dict]:
   try:
     with open(path) as f:
-      return json.load(f)
+      holder = json.load(f)
   except (OSError, ValueError):
     return None
+  return holder if isinstance(holder, dict) and "pid" in holder else None
+
+
+def _age(path: str) -> float:
+  try:
+    return time.time() - os.path.getmtime(path)
+  except OSError:
+    return 0.0
 
 
 class Lock:
@@ -86,7 +101,18 @@ class Lock:
       try:
         fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
       except FileExistsError:
-        holder = _read(self.path) or {}
+        holder = _read(self.path)
+        if holder is None and _age(self.path) < _UNWRITTEN_SECS:
+          time.sleep(_UNWRITTEN_SECS)  # its creator may be writing it now
+          holder = _read(self.path)
+        if holder is None:
+          self.log(f"Taking over {self.path}, which names no holder (empty or "
+                   f"damaged: a process killed while taking it).")
+          try:
+            os.remove(self.path)
+          except FileNotFoundError:
+            pass
+          continue
         if holder.get("host") == me["host"] and holder.get("pid") == me["pid"]:
           # This very process holds it already (another Lock object): the
           # first one releases it.
@@ -95,7 +121,10 @@ class Lock:
         if holder.get("host") == me["host"] and not _alive(int(holder.get("pid", -1))):
           self.log(f"Taking over the lock of pid {holder.get('pid')} (started "
                    f"{holder.get('start_time')}), which no longer runs.")
-          os.remove(self.path)
+          try:
+            os.remove(self.path)
+          except FileNotFoundError:
+            pass
           continue
         raise WorkdirLocked(
             f"{os.path.dirname(self.path)} is in use by pid {holder.get('pid')} on "
@@ -105,6 +134,11 @@ class Lock:
       with os.fdopen(fd, "w") as f:
         json.dump(me, f)
       break
+    else:
+      raise WorkdirLocked(
+          f"{self.path} was taken by another process while this one took over a "
+          f"stale lock: two processes started on {os.path.dirname(self.path)} "
+          f"at once. Run one.")
     self.held = True
     self._depth = 1
     removed = remove_leftovers(os.path.dirname(self.path))

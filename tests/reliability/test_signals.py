@@ -1,0 +1,105 @@
+"""scripts/sweep.sh under a process-group SIGTERM (scancel) or SIGINT (Ctrl-C):
+the running run gets the notice, saves and exits 75; the sweep prints its
+summary and exits 75 instead of dying with 143 and no word."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SWEEP = os.path.join(ROOT, "scripts", "sweep.sh")
+
+# A stand-in for train_and_eval.py (no TF): plans with the real interpreter,
+# "trains" until a notice, then says what train_and_eval.py says and exits 75.
+STUB = f"""#!{sys.executable}
+import os, re, signal, sys, time
+if sys.argv[1:3] == ["-m", "study.grid"]:
+  os.execv({sys.executable!r}, [{sys.executable!r}] + sys.argv[1:])
+name = re.search(r"--workdir=(\\S+)", " ".join(sys.argv)).group(1).split("/")[-1]
+notice = []
+signal.signal(signal.SIGTERM, lambda s, f: notice.append("SIGTERM"))
+signal.signal(signal.SIGINT, lambda s, f: notice.append("SIGINT"))
+print("step 1 of", name, flush=True)
+with open(os.environ["STUB_LOG"], "a") as f:
+  f.write(f"started {{name}} {{os.getpid()}}\\n")
+while not notice:
+  time.sleep(0.05)
+print(f"Preempted: {{notice[0]}} received; saved ckpt-1", file=sys.stderr, flush=True)
+sys.exit(75)
+"""
+
+
+def _started(log, n, timeout=60):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if os.path.exists(log):
+      with open(log) as f:
+        lines = f.read().splitlines()
+      if len(lines) >= n:
+        return lines
+    time.sleep(0.1)
+  raise AssertionError(f"{n} run(s) did not start")
+
+
+@pytest.mark.parametrize("signum,jobs", [(signal.SIGTERM, 1), (signal.SIGINT, 1),
+                                         (signal.SIGTERM, 2)])
+def test_a_process_group_signal_is_the_documented_preemption(tmp_path, signum, jobs):
+  stub = tmp_path / "python"
+  stub.write_text(STUB)
+  os.chmod(stub, 0o755)
+  log = tmp_path / "started"
+  env = dict(os.environ, PYTHON=str(stub), STUB_LOG=str(log))
+  root = tmp_path / "runs"
+  proc = subprocess.Popen(
+      ["bash", SWEEP, "table1:revnet50", "--root", str(root), "--match", "rotation",
+       "--jobs", str(jobs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True, env=env, start_new_session=True)
+  try:
+    _started(log, jobs)
+    os.killpg(proc.pid, signum)  # what scancel / a terminal's Ctrl-C does
+    out, err = proc.communicate(timeout=60)
+  finally:
+    if proc.poll() is None:
+      os.killpg(proc.pid, signal.SIGKILL)
+  assert proc.returncode == 75, out + err
+  name = signal.Signals(signum).name
+  started = [l.split()[1] for l in log.read_text().splitlines()]
+  assert len(started) == jobs  # no run starts after the notice
+  if jobs == 1:
+    lines = out.splitlines()
+    assert f"Preempted: {name} received; saved ckpt-1" in lines
+    assert any(l.startswith(f"[sweep] table1/rotation/{started[0]} PREEMPTED "
+                            "(exit 75)") for l in lines), out
+    assert lines[-1] == ("[sweep] table1:revnet50: 0 done, 0 failed, 0 skipped "
+                         f"(already done), preempted at table1/rotation/{started[0]}: "
+                         "rerun to go on.")
+    # The run's last words reached its log too (tee outlived the signal).
+    with open(root / "table1" / "rotation" / started[0] / "sweep.log") as f:
+      assert f"Preempted: {name} received; saved ckpt-1" in f.read()
+  else:
+    assert out.count("PREEMPTED") == 2, out
+    assert "[sweep] table1:revnet50: 0 workdirs done, 0 failed" in out
+
+
+def test_a_signal_to_the_sweep_alone_is_passed_to_its_runs(tmp_path):
+  stub = tmp_path / "python"
+  stub.write_text(STUB)
+  os.chmod(stub, 0o755)
+  log = tmp_path / "started"
+  env = dict(os.environ, PYTHON=str(stub), STUB_LOG=str(log))
+  proc = subprocess.Popen(
+      ["bash", SWEEP, "table1:revnet50", "--root", str(tmp_path / "runs"),
+       "--match", "rotation", "--jobs", "2"], stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+  try:
+    _started(log, 2)
+    proc.send_signal(signal.SIGTERM)  # the sweep's pid only
+    out, err = proc.communicate(timeout=60)
+  finally:
+    if proc.poll() is None:
+      os.killpg(proc.pid, signal.SIGKILL)
+  assert proc.returncode == 75, out + err
+  assert out.count("PREEMPTED") == 2, out
