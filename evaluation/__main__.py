@@ -145,23 +145,25 @@ def _main():
   config_lib.parse(FLAGS.config, FLAGS.gin_bindings)
   strategy = strategy_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
 
-  run = results_lib.load(workdir.path).get("run", {})
-  if not FLAGS.hub_module and not run.get("task"):
-    raise FileNotFoundError(
-        f"{workdir.path} holds no trained run (its results.json names no task): "
-        f"train it first with train_and_eval.py (its --mode=train stops after "
-        f"training), or pass --hub_module to evaluate an exported module.")
-  if FLAGS.checkpoint and not FLAGS.hub_module:
-    _check_checkpoint(workdir.path, FLAGS.checkpoint)
-  dataset_name = FLAGS.dataset or run.get("dataset")
-  if not dataset_name:
-    raise ValueError("--dataset is required with --hub_module, e.g. "
-                     "--dataset=fashion_mnist: a module names none.")
-  dataset = dataset_registry.first_present(
-      dataset_name.split("|"), data_dir=FLAGS.data_dir,
-      manual_dir=FLAGS.manual_dir)
-  os.makedirs(workdir.path, exist_ok=True)
+  os.makedirs(workdir.path, exist_ok=True)  # --hub_module: a new results folder
+  # The lock first: a workdir whose run is still training has no results yet,
+  # and "in use by pid N" is what its user needs to hear.
   with workdir_lock.Lock(workdir.path):
+    run = results_lib.load(workdir.path).get("run", {})
+    if not FLAGS.hub_module and not run.get("task"):
+      raise FileNotFoundError(
+          f"{workdir.path} holds no trained run (its results.json names no task): "
+          f"train it first with train_and_eval.py (its --mode=train stops after "
+          f"training), or pass --hub_module to evaluate an exported module.")
+    if FLAGS.checkpoint and not FLAGS.hub_module:
+      _check_checkpoint(workdir.path, FLAGS.checkpoint)
+    dataset_name = FLAGS.dataset or run.get("dataset")
+    if not dataset_name:
+      raise ValueError("--dataset is required with --hub_module, e.g. "
+                       "--dataset=fashion_mnist: a module names none.")
+    dataset = dataset_registry.first_present(
+        dataset_name.split("|"), data_dir=FLAGS.data_dir,
+        manual_dir=FLAGS.manual_dir)
     _evaluate(workdir.path, run, dataset, strategy, protocols)
 
 
