@@ -218,3 +218,97 @@ def test_every_task_compiles_from_shapes_and_matches_plain_tf(
       lambda b: extractor._replica_fn(b, lambda x: x),  # pylint: disable=protected-access
       {"image": images["image"]}, [])
   _assert_close(plain, xla)
+
+
+@pytest.mark.parametrize("head,inputs,finetune", [
+    ("linear", "features", False), ("mlp", "features", False),
+    ("linear", "images", False), ("mlp", "images", False),
+    ("linear", "images", True)])
+def test_every_sgd_head_step_compiles_from_shapes_and_matches_plain_tf(
+    head, inputs, finetune, dataset, tmp_path):
+  gin.parse_config(TASK_GIN["rotation"])
+  task = task_lib.get_task("rotation", num_classes=dataset.num_classes)
+  strategy = tf.distribute.get_strategy()
+  trunk = trunks.random_init(task, task.make_model(dataset, 0, "train"), 0)
+  common = dict(layer="pre_logits", pooling="adaptive_max", train_split="train",
+                eval_split="val", fraction=1.0, subset_seed=0)
+  copy = None
+  if inputs == "features":
+    source = inputs_lib.CachedFeatures(trunk, dataset, batch_size=BATCH,
+                                       cache=None, strategy=strategy,
+                                       log=lambda _: None, **common)
+  else:
+    copy = (finetune_lib.trainable_copy(trunk, dataset, "train", strategy)
+            if finetune else None)
+    source = inputs_lib.Images(trunk, dataset, pp_train=None, copy=copy,
+                               trunk_lr_multiplier=0.1, **common)
+  # Dropout off: XLA draws other masks than the CPU kernel (see above).
+  head_model = heads_lib.build_head(head, dataset.num_classes, hidden_units=8,
+                                    dropout=0.0)
+  head_model.build((None, source.dim))
+  model = source.trained_model(head_model)
+  plan = driver_lib.Plan.of(0.1, source.num_train, BATCH, first_decay_epochs=1,
+                            second_decay_after=0, tail_epochs=1,
+                            decay_factor=0.1)
+  trainer = driver_lib.HeadTrainer(
+      inputs=source, head=head_model, model=model, plan=plan,
+      run_dir=workdir_lib.of(str(tmp_path)).head(head, "t", "pre_logits",
+                                                 "adaptive_max", 1.0, 0),
+      strategy=strategy, batch_size=BATCH, momentum=0.9, steps_per_loop=1,
+      seed=0, log=lambda _: None, prefix="")
+  loop = trainer.loop
+  train_batch = next(iter(loop.dataset_fn(tf.distribute.InputContext(), 0)))
+  # Everything the step writes: the head, the fine-tuned copy (its batch
+  # norm statistics too) and the optimizer's slots.
+  state = list({id(v): v for v in (
+      list(head_model.variables) + list(model.trainable_variables)
+      + (list(copy.model.variables) if copy else [])
+      + list(loop.optimizer.variables))}.values())
+
+  def train_step(batch):
+    loop._replica_step(batch)  # pylint: disable=protected-access
+    return {k: m.result() for k, m in loop.metrics.items()}
+  plain, xla, plain_vars, xla_vars = _plain_and_xla(
+      train_step, train_batch, state, list(loop.metrics.values()))
+  _assert_close(plain["loss"], xla["loss"])
+  for before, a, b in zip([v.numpy() for v in state], plain_vars, xla_vars):
+    _assert_close(a - before, b - before, rtol=2e-3)
+
+  evaluator = driver_lib.HeadEvaluator(inputs=source, head=head_model,
+                                       num_classes=dataset.num_classes,
+                                       strategy=strategy, eval_batch_size=BATCH)
+  batch = _padded(source.eval_dataset(tf.distribute.InputContext(), REAL))
+  top1 = evaluator._top1  # pylint: disable=protected-access
+
+  def eval_step(b):
+    evaluator._loop.replica_fn(b)  # pylint: disable=protected-access
+    return top1.result(), top1.count
+  plain, xla, _, _ = _plain_and_xla(eval_step, batch, [], [top1])
+  assert plain[0] == xla[0] and xla[1] == REAL
+
+
+def test_the_knn_monitor_compiles_from_shapes(dataset):
+  gin.parse_config(TASK_GIN["rotation"])
+  task = task_lib.get_task("rotation", num_classes=dataset.num_classes)
+  model = task.make_model(dataset, 0, "train")
+  monitor = knn_monitor.KnnMonitor(task, model, dataset, every_loops=1,
+                                   train_examples=8, eval_examples=REAL,
+                                   k=2, batch_size=BATCH)
+  # Its per-replica step is feature extraction (the Extractor) ...
+  images = _padded(input_pipeline.make_dataset(
+      dataset, "val", task.preprocess(task_lib.REPRESENTATION), REAL,
+      training=False, cache=False))
+  extract = lambda b: monitor._extractor._replica_fn(b, lambda x: x)  # pylint: disable=protected-access  # noqa: E731
+  plain, xla, _, _ = _plain_and_xla(extract, {"image": images["image"]}, [])
+  _assert_close(plain, xla)
+  # ... and the nearest-neighbour merge runs on fixed shapes too.
+  rng = np.random.RandomState(0)
+  args = dict(top_sims=tf.fill([REAL, 2], -np.inf),
+              top_index=tf.zeros([REAL, 2], tf.int64),
+              queries=tf.constant(rng.randn(REAL, 4), tf.float32),
+              train=tf.constant(rng.randn(8, 4), tf.float32),
+              train_index=tf.range(8, dtype=tf.int64))
+  merge = lambda a: knn._merge.python_function(**a)  # pylint: disable=protected-access  # noqa: E731
+  plain, xla, _, _ = _plain_and_xla(merge, args, [])
+  _assert_close(plain, xla)
+  assert 0.0 <= monitor()["knn_top1"] <= 100.0
