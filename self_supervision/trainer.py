@@ -36,9 +36,10 @@ class Trainer:
   training.precision.PRECISIONS ('mixed': bfloat16 on TPU and bf16 CPUs,
   float16 with loss scaling on GPU); `jit_compile` compiles each replica's
   whole step with XLA, update and metrics included (one replica, or a TPU;
-  BENCHMARKS.md has the measurements behind both defaults being off). `monitor`, given the model being trained, builds the
-  loop's observer between loops (training/loop.py), or returns None; the
-  caller chooses it (train_and_eval.py: evaluation/knn_monitor.py).
+  BENCHMARKS.md has the measurements behind both defaults being off).
+  `monitor`, given the model being trained, builds the loop's observer
+  between loops (training/loop.py), or returns None; the caller chooses it
+  (train_and_eval.py: evaluation/knn_monitor.py).
   """
 
   def __init__(self, task: task_lib.Task, dataset, workdir: str,

@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 import fake_data
+import strategies
 import models
 import tiny_tasks
 from evaluation import knn
@@ -298,8 +299,10 @@ def test_the_knn_monitor_compiles_from_shapes(dataset):
   images = _padded(input_pipeline.make_dataset(
       dataset, "val", task.preprocess(task_lib.REPRESENTATION), REAL,
       training=False, cache=False))
-  extract = lambda b: monitor._extractor._replica_fn(b, lambda x: x)  # pylint: disable=protected-access  # noqa: E731
-  plain, xla, _, _ = _plain_and_xla(extract, {"image": images["image"]}, [])
+  extractor = monitor._extractor  # pylint: disable=protected-access
+  plain, xla, _, _ = _plain_and_xla(
+      lambda b: extractor._replica_fn(b, lambda x: x),  # pylint: disable=protected-access
+      {"image": images["image"]}, [])
   _assert_close(plain, xla)
   # ... and the nearest-neighbour merge runs on fixed shapes too.
   rng = np.random.RandomState(0)
@@ -308,7 +311,18 @@ def test_the_knn_monitor_compiles_from_shapes(dataset):
               queries=tf.constant(rng.randn(REAL, 4), tf.float32),
               train=tf.constant(rng.randn(8, 4), tf.float32),
               train_index=tf.range(8, dtype=tf.int64))
-  merge = lambda a: knn._merge.python_function(**a)  # pylint: disable=protected-access  # noqa: E731
-  plain, xla, _, _ = _plain_and_xla(merge, args, [])
+  merge = knn._merge.python_function  # pylint: disable=protected-access
+  plain, xla, _, _ = _plain_and_xla(lambda a: merge(**a), args, [])
   _assert_close(plain, xla)
   assert 0.0 <= monitor()["knn_top1"] <= 100.0
+
+
+def test_jit_compile_refuses_several_mirrored_replicas_before_training():
+  two = strategies.two_replicas()
+  with pytest.raises(ValueError, match=(
+      r"^train.jit_compile = True compiles each replica's whole step with XLA, "
+      r"which MirroredStrategy cannot do with 2 replicas .*set "
+      r"train.jit_compile = False")):
+    loop_lib.check_jit_compile(True, two)
+  assert loop_lib.check_jit_compile(False, two) is False
+  assert loop_lib.check_jit_compile(True, tf.distribute.get_strategy()) is True
