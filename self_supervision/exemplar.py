@@ -53,17 +53,25 @@ def _copies_in(pipeline: str):
   return None
 
 
-def normalize_embeddings(embeddings: tf.Tensor, normalization: str) -> tf.Tensor:
+def normalize_embeddings(embeddings: tf.Tensor, normalization: str,
+                         valid=None) -> tf.Tensor:
   """[N, D] -> [N, D] under one of NORMALIZATIONS.
 
   'per_example': each row has unit L2 norm (docs/protocol.md). 'across_batch': each
   column (dimension) has unit L2 norm over the batch, as the reference code's
-  `tf.nn.l2_normalize(logits, axis=0)` did. 'none': unchanged.
+  `tf.nn.l2_normalize(logits, axis=0)` did; over the rows where `valid` (bool
+  [N], False for padding) when given. 'none': unchanged.
   """
   if normalization == "per_example":
     return tf.math.l2_normalize(embeddings, axis=1)
   if normalization == "across_batch":
-    return tf.math.l2_normalize(embeddings, axis=0)
+    if valid is None:
+      return tf.math.l2_normalize(embeddings, axis=0)
+    # tf.math.l2_normalize's own arithmetic, with the padding's squares left out.
+    squares = tf.square(embeddings)
+    squares = tf.where(tf.reshape(valid, [-1, 1]), squares, tf.zeros_like(squares))
+    square_sum = tf.reduce_sum(squares, axis=0, keepdims=True)
+    return embeddings * tf.math.rsqrt(tf.maximum(square_sum, 1e-12))
   if normalization == "none":
     return embeddings
   raise ValueError(f"Unknown exemplar normalization {normalization!r}; use one "
@@ -149,6 +157,10 @@ class Exemplar(task_lib.Task):
     The shares average to this replica's triplet loss (see
     `triplet_loss.semihard_triplet_loss_per_anchor`), so the trainer's
     `tf.nn.compute_average_loss` gives the mean of the replicas' losses.
+    A padded evaluation batch's 'valid' [B] (training/loop.py) keeps its
+    padding images out of the mining and the nearest-neighbour search: they
+    mine nothing and nobody mines them, and the real rows' shares average
+    to the real rows' loss.
     """
     images, labels = fold_copies(batch["image"])
     if training and batch["image"].shape[0] == 1:
@@ -169,17 +181,22 @@ class Exemplar(task_lib.Task):
           f"at least {self.mining_group_images} x the replicas, or set "
           f"exemplar.mining_group_images to at most {source_images} (None: the "
           f"whole per-replica batch).")
+    copy_valid = None
+    if "valid" in batch:
+      copy_valid = tf.repeat(tf.cast(batch["valid"], tf.bool),
+                             tf.shape(batch["image"])[1])
     logits, _ = model(images, training=training)
-    embeddings = normalize_embeddings(logits, self.normalization)
+    embeddings = normalize_embeddings(logits, self.normalization, copy_valid)
     # Labels are the source image's position in the batch, so consecutive
     # images form the mining groups (docs/protocol.md §2: 8 images, as one TPU core of
     # the reference held), however many replicas share the global batch.
     groups = (None if self.mining_group_images is None
               else labels // self.mining_group_images)
     per_copy = triplet_loss.semihard_triplet_loss_per_anchor(
-        labels, embeddings, self.margin, self.distance, groups=groups)
+        labels, embeddings, self.margin, self.distance, groups=groups,
+        valid=copy_valid)
     nn_correct = triplet_loss.nearest_neighbour_correct(
-        labels, embeddings, self.distance)
+        labels, embeddings, self.distance, valid=copy_valid)
     return per_copy, {"labels": labels, "embeddings": embeddings,
                       "per_copy_loss": per_copy, "nn_correct": nn_correct}
 

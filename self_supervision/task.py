@@ -126,7 +126,14 @@ class Task(abc.ABC):
     - implements `compute_loss(model, batch, training)`, returning
       `(per_example_loss, outputs)`: float [N], one loss per network input
       (N = B * copies_per_example; the trainer averages over the global
-      batch), and a dict for `update_metrics`;
+      batch), and a dict for `update_metrics`; rows example-major (row
+      b * copies + j from example b), with shapes fixed by the batch's (no
+      shape may depend on the data: XLA on a TPU compiles from shapes);
+    - in pretext evaluation, takes a batch padded to a fixed size whose
+      'valid' int32 [B] marks the real examples: the trainer weighs each
+      row's metrics by it (`update_metrics` updates each metric with one
+      value per row), and a loss that couples rows (exemplar's mining) must
+      keep padding rows out itself;
     - reports its pretext accuracy as the metric 'accuracy' of
       `make_metrics()` (other metrics may follow), which `update_metrics`
       updates from `outputs`;

@@ -34,11 +34,12 @@ class Trainer:
   Gin binds the schedule and loop settings as `train.<argument>`; durations are
   in epochs of the `train_split` (docs/protocol.md §4 defaults). `precision` is one of
   training.precision.PRECISIONS ('mixed': bfloat16 on TPU and bf16 CPUs,
-  float16 with loss scaling on GPU); `jit_compile` compiles the forward and
-  backward pass with XLA (BENCHMARKS.md has the measurements behind both
-  defaults being off). `monitor`, given the model being trained, builds the
-  loop's observer between loops (training/loop.py), or returns None; the
-  caller chooses it (train_and_eval.py: evaluation/knn_monitor.py).
+  float16 with loss scaling on GPU); `jit_compile` compiles each replica's
+  whole step with XLA, update and metrics included (one replica, or a TPU;
+  BENCHMARKS.md has the measurements behind both defaults being off).
+  `monitor`, given the model being trained, builds the loop's observer
+  between loops (training/loop.py), or returns None; the caller chooses it
+  (train_and_eval.py: evaluation/knn_monitor.py).
   """
 
   def __init__(self, task: task_lib.Task, dataset, workdir: str,
@@ -111,18 +112,21 @@ class Trainer:
         log=log)
     self.manager = self.loop.checkpoints
 
-    def eval_step(batch):
-      # Only the real rows: padding must neither count in the metrics nor,
-      # for exemplar, be mined as a negative. A replica whose rows are all
-      # padding skips the task (an empty batch fails the trunk).
-      rows, n = loop_lib.valid_rows(batch)
+    self.pretext_eval = loop_lib.EvalLoop(strategy, self.pretext_eval_step)
 
-      def update():
-        _, outputs = task.compute_loss(self.model, rows, False)
-        task.update_metrics(self.eval_metrics, outputs)
-        return tf.constant(True)
-      tf.cond(n > 0, update, lambda: tf.constant(False))
-    self.pretext_eval = loop_lib.EvalLoop(strategy, eval_step)
+  def pretext_eval_step(self, batch: Dict[str, tf.Tensor]) -> None:
+    """One replica's share of the pretext evaluation: updates `eval_metrics`.
+
+    batch: a padded per-replica batch, 'valid' int32 [B] among its fields
+    (training/loop.py `pad_batches`). The task runs on all B rows, one
+    static shape (what XLA on a TPU compiles); the metrics weigh each
+    network input by its example's 'valid', and a task whose loss couples
+    rows (exemplar's mining) keeps the padding out itself.
+    """
+    per_example, outputs = self.task.compute_loss(self.model, batch, False)
+    weights = loop_lib.row_weights(batch["valid"], per_example.shape[0])
+    self.task.update_metrics(
+        loop_lib.weighted_metrics(self.eval_metrics, weights), outputs)
 
   def restore(self) -> int:
     """Resume order: workdir checkpoint, else `init_checkpoint`, else fresh."""

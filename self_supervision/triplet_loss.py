@@ -81,7 +81,7 @@ def pairwise_distances(embeddings: tf.Tensor,
 
 def semihard_triplet_loss_per_anchor(labels, embeddings, margin: float = 0.5,
                                      distance: str = "squared_l2",
-                                     groups=None) -> tf.Tensor:
+                                     groups=None, valid=None) -> tf.Tensor:
   """Per-anchor shares of the semi-hard triplet loss; their MEAN is the loss.
 
   Args:
@@ -93,13 +93,17 @@ def semihard_triplet_loss_per_anchor(labels, embeddings, margin: float = 0.5,
       negative must share the anchor's group; equal labels must share a
       group). With equally sized groups the loss is the mean of the groups'
       own losses, i.e. what separate devices holding one group each average to.
+    valid: optional bool [N], False for padding rows (an evaluation batch
+      padded to a static shape): they are neither anchors, positives nor
+      negatives, so the real rows' shares are those of the real rows alone.
 
   Returns:
     float32 [N]: entry a is N * (sum of anchor a's pair losses) / (number of
     anchor-positive pairs in the batch), so that `reduce_mean` gives the loss
     exactly, also when label groups differ in size (with equal groups it is
-    the mean of anchor a's pair losses). This is the form
-    `tf.nn.compute_average_loss` expects: it divides the sum by N times the
+    the mean of anchor a's pair losses). With `valid`, N counts the real
+    rows, padding rows are 0, and the mean over the real rows is the loss.
+    This is the form `tf.nn.compute_average_loss` expects: it divides the sum by N times the
     number of replicas, i.e. it averages the replicas' losses.
   """
   _check_distance(distance)
@@ -113,6 +117,13 @@ def semihard_triplet_loss_per_anchor(labels, embeddings, margin: float = 0.5,
     is_negative = tf.logical_and(
         is_negative, tf.equal(groups[:, None], groups[None, :]))
   is_positive = tf.logical_and(same, tf.logical_not(tf.eye(n, dtype=tf.bool)))
+  rows = tf.cast(n, tf.float32)
+  if valid is not None:
+    valid = tf.reshape(tf.cast(valid, tf.bool), [-1])
+    both = tf.logical_and(valid[:, None], valid[None, :])
+    is_negative = tf.logical_and(is_negative, both)
+    is_positive = tf.logical_and(is_positive, both)
+    rows = tf.reduce_sum(tf.cast(valid, tf.float32))
 
   # Row a of `sorted_negatives` holds anchor a's negative distances in
   # ascending order, then +inf for the non-negatives. Binary search then finds,
@@ -130,12 +141,12 @@ def semihard_triplet_loss_per_anchor(labels, embeddings, margin: float = 0.5,
                        batch_dims=1)  # [N]
   negative = tf.where(has_semihard, semihard, farthest[:, None])
 
-  valid = tf.logical_and(is_positive, (num_negatives > 0)[:, None])
+  has_triplet = tf.logical_and(is_positive, (num_negatives > 0)[:, None])
   # tf.where, not a product with the mask: unselected entries may be -inf, and
   # tf.where passes them a zero gradient where a product would give NaN.
-  pair_loss = tf.where(valid, tf.nn.relu(margin + d - negative), 0.0)
-  num_pairs = tf.reduce_sum(tf.cast(valid, tf.float32))
-  return (tf.reduce_sum(pair_loss, axis=1) * tf.cast(n, tf.float32)
+  pair_loss = tf.where(has_triplet, tf.nn.relu(margin + d - negative), 0.0)
+  num_pairs = tf.reduce_sum(tf.cast(has_triplet, tf.float32))
+  return (tf.reduce_sum(pair_loss, axis=1) * rows
           / tf.maximum(num_pairs, 1.0))
 
 
@@ -149,17 +160,26 @@ def semihard_triplet_loss(labels, embeddings, margin: float = 0.5,
       semihard_triplet_loss_per_anchor(labels, embeddings, margin, distance))
 
 
-def nearest_neighbour_correct(labels, embeddings,
-                              distance: str = "squared_l2") -> tf.Tensor:
+def nearest_neighbour_correct(labels, embeddings, distance: str = "squared_l2",
+                              valid=None) -> tf.Tensor:
   """Whether each embedding's nearest OTHER embedding has its label.
 
   labels int [N], embeddings float [N, D] -> float32 [N] of 0/1 (ties go to
   the lower index). An example alone in the batch has no neighbour: 0.
+  valid: optional bool [N], False for padding rows, which are nobody's
+  neighbour (their own entries are meaningless: weigh them 0).
   """
   labels, embeddings = _check_inputs(labels, embeddings)
   d = pairwise_distances(embeddings, distance)
   n = tf.shape(d)[0]
-  d = tf.where(tf.eye(n, dtype=tf.bool), tf.constant(float("inf")), d)
+  excluded = tf.eye(n, dtype=tf.bool)
+  if valid is not None:
+    valid = tf.reshape(tf.cast(valid, tf.bool), [-1])
+    excluded = tf.logical_or(excluded, tf.logical_not(valid)[None, :])
+  d = tf.where(excluded, tf.constant(float("inf")), d)
   nearest = tf.argmin(d, axis=1, output_type=tf.int32)
-  correct = tf.logical_and(tf.equal(tf.gather(labels, nearest), labels), n > 1)
+  # No neighbour at all (every distance infinite): not correct.
+  has_neighbour = tf.reduce_min(d, axis=1) < float("inf")
+  correct = tf.logical_and(tf.equal(tf.gather(labels, nearest), labels),
+                           has_neighbour)
   return tf.cast(correct, tf.float32)

@@ -43,6 +43,30 @@ def start_position(step: int, global_batch_size: int,
   return step * global_batch_size // input_context.num_input_pipelines
 
 
+def _is_tpu(strategy: tf.distribute.Strategy) -> bool:
+  return isinstance(strategy, (tf.distribute.TPUStrategy,
+                               tf.distribute.experimental.TPUStrategy))
+
+
+def check_jit_compile(jit_compile: bool, strategy: tf.distribute.Strategy,
+                      binding: str = "train.jit_compile") -> bool:
+  """`jit_compile`, once the strategy is known to allow it; else one clear error.
+
+  XLA compiles a replica's whole step, update and metrics included. Several
+  replicas of a (MultiWorker)MirroredStrategy all-reduce the gradients and
+  the synchronized batch norm's moments through `merge_call`, which cannot
+  run inside an XLA program; a TPU compiles cross-replica sums into it.
+  """
+  replicas = strategy.num_replicas_in_sync
+  if jit_compile and replicas > 1 and not _is_tpu(strategy):
+    raise ValueError(
+        f"{binding} = True compiles each replica's whole step with XLA, which "
+        f"{type(strategy).__name__} cannot do with {replicas} replicas (its "
+        f"all-reduces run outside XLA); set {binding} = False, or run on one "
+        f"device (--strategy=default). On a TPU every step is XLA-compiled.")
+  return bool(jit_compile)
+
+
 def format_duration(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   h, rem = divmod(seconds, 3600)
@@ -92,7 +116,9 @@ class Loop:
     summary_writer: TensorBoard writer for train/* scalars.
     lr_binding, batch_binding: the gin bindings that set the learning rate
       and the batch, named in the NaN and batch-split messages.
-    jit_compile: compile each replica's forward and backward pass with XLA.
+    jit_compile: XLA compiles the whole replica step, forward, backward, the
+      update and the metrics, as TPUStrategy compiles every step (see
+      `check_jit_compile` for the strategies that cannot).
     prefix: put before every log line (an evaluation head's name).
   """
 
@@ -114,11 +140,11 @@ class Loop:
     # `due()` is asked after every loop, `monitor()` returns {name: value} for
     # the progress line and TensorBoard (`monitor/<name>`).
     self.monitor = monitor
-    # XLA compiles the forward and backward pass of one replica; the update
-    # and the metrics stay outside, where the strategy all-reduces.
-    self._compute_gradients = (
-        tf.function(self._gradients, jit_compile=True) if jit_compile
-        else self._gradients)
+    # With jit_compile, what one replica does in a step is one XLA program,
+    # as on a TPU; TPUStrategy compiles it that way already.
+    self._step_fn = self._replica_step
+    if check_jit_compile(jit_compile, strategy) and not _is_tpu(strategy):
+      self._step_fn = tf.function(self._replica_step, jit_compile=True)
     self.strategy, self.model, self.optimizer = strategy, model, optimizer
     self.loss_fn, self.dataset_fn = loss_fn, dataset_fn
     self.total_steps, self.global_batch_size = int(total_steps), global_batch_size
@@ -168,7 +194,7 @@ class Loop:
     return tape.gradient(loss, variables), task_loss, decay, outputs
 
   def _replica_step(self, batch):
-    grads, task_loss, decay, outputs = self._compute_gradients(batch)
+    grads, task_loss, decay, outputs = self._gradients(batch)
     self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
     # The replica's share of the mean times the replica count is the global
     # mean, whatever the number of replicas.
@@ -180,7 +206,7 @@ class Loop:
   @tf.function
   def _train_loop(self, iterator, num_steps):
     for _ in tf.range(num_steps):
-      self.strategy.run(self._replica_step, args=(next(iterator),))
+      self.strategy.run(self._step_fn, args=(next(iterator),))
 
   # --- driving ------------------------------------------------------------
 
@@ -357,11 +383,50 @@ def distribute_eval_batches(strategy: tf.distribute.Strategy, make_batches,
   return strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def valid_rows(batch: Dict[str, tf.Tensor]) -> Tuple[Dict[str, tf.Tensor],
-                                                     tf.Tensor]:
-  """(the batch without its padding rows, their count); see pad_batches."""
-  n = tf.reduce_sum(batch["valid"])
-  return {k: v[:n] for k, v in batch.items() if k != "valid"}, n
+def row_weights(valid: tf.Tensor, num_rows: int) -> tf.Tensor:
+  """Each network input's weight in a padded batch: float32 [num_rows].
+
+  valid: int [B], 1 for a real example, 0 for padding (see `pad_batches`).
+  num_rows: N = B * copies, the rows of the task's per-example loss, ordered
+  example-major (row b * copies + j comes from example b), as every task
+  orders them. Both sizes are static: a padded batch has one shape.
+  """
+  examples = valid.shape[0]
+  if examples is None or num_rows is None or num_rows % examples:
+    raise ValueError(
+        f"A padded batch of {examples} examples gave {num_rows} loss rows; "
+        f"compute_loss must return copies x examples rows, example-major.")
+  return tf.repeat(tf.cast(valid, tf.float32), num_rows // examples)
+
+
+class _RowWeighted:
+  """A metric whose `update_state` weighs row i of its values by weights[i]."""
+
+  def __init__(self, name: str, metric, weights: tf.Tensor):
+    self._name, self._metric, self._weights = name, metric, weights
+
+  def update_state(self, *args, sample_weight=None, **kwargs):
+    rows = tf.convert_to_tensor(args[0]).shape
+    if rows.rank == 0 or rows[0] != self._weights.shape[0]:
+      raise ValueError(
+          f"Metric {self._name!r} was updated with values of shape {rows}; "
+          f"in an evaluation pass every metric takes one value per loss row "
+          f"([{self._weights.shape[0]}, ...]), so that padding weighs nothing.")
+    weights = self._weights
+    if sample_weight is not None:
+      weights *= tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+    return self._metric.update_state(*args, sample_weight=weights, **kwargs)
+
+  def __getattr__(self, name):
+    return getattr(self._metric, name)
+
+
+def weighted_metrics(metrics: Dict[str, keras.metrics.Metric],
+                     weights: tf.Tensor) -> Dict[str, _RowWeighted]:
+  """`metrics` as an `update_metrics` sees them: each update weighs row i by
+  `weights[i]` [N] (`row_weights`), so padding counts for nothing and each
+  example counts once, whatever update_metrics does with the rows."""
+  return {k: _RowWeighted(k, m, weights) for k, m in metrics.items()}
 
 
 class EvalLoop:
