@@ -256,7 +256,7 @@ class Loop:
       if stop:
         path = self.save()
         raise preemption.Preempted(
-            f"{self.prefix}SIGTERM received; saved {path} at step {step}. Rerun "
+            f"{self.prefix}{preemption.reason()}; saved {path} at step {step}. Rerun "
             f"the same command to resume from it.")
       if save_now:
         self.save()

@@ -18,6 +18,7 @@ EXIT_STATUS = 75
 
 _notice = threading.Event()
 _installed = False
+_received = "SIGTERM"  # the last notice's signal, for the messages
 
 
 class Preempted(Exception):
@@ -26,6 +27,8 @@ class Preempted(Exception):
 
 def _on_signal(signum, frame):
   del frame
+  global _received
+  _received = signal.Signals(signum).name
   if signum == signal.SIGINT:
     if _notice.is_set():
       raise KeyboardInterrupt  # a second Ctrl-C: the user will not wait
@@ -49,6 +52,13 @@ def install() -> None:
 def requested() -> bool:
   """Whether a preemption notice has arrived."""
   return _notice.is_set()
+
+
+def reason() -> str:
+  """What the notice was, for a message: 'SIGTERM received', 'SIGINT (Ctrl-C)
+  received'."""
+  return ("SIGINT (Ctrl-C) received" if _received == "SIGINT"
+          else f"{_received} received")
 
 
 def clear() -> None:
