@@ -85,8 +85,10 @@ def fig6_axes(points, fig_dir: str, runs: Sequence[Run] = ()) -> Optional[str]:
       pixels |= {f["pixels"]["top1"] for f in found if f["pixels"]}
     for value in sorted(pixels):
       level(ax, value, f"pixels {value:.1f}", ":")
+    ticks = sorted({k[0] if axis == "width" else k[1] for k in values})
     if axis == "size":
       ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.set_xlabel("width k" if axis == "width" else "representation size")
     ax.set_ylabel("linear top-1 %")
     ax.set_title(f"{task_label(task)}, {row_label(trunk)} ({dataset}): by {axis}")
