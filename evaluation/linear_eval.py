@@ -16,6 +16,7 @@ import numpy as np
 from datasets import low_data
 from evaluation import feature_cache
 from evaluation import logistic_regression as lr
+from evaluation import pooling as pooling_lib
 
 PROTOCOL = "linear_lbfgs"
 
@@ -85,6 +86,7 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
              fraction: float = 1.0, subset_seed: int = 0,
              max_in_memory_gb: float = 4.0, chunk_rows: Optional[int] = None,
              standardize: bool = True, holdout_fraction: float = 0.0,
+             pool_to_features: Optional[int] = None,
              cache: Optional[feature_cache.FeatureCache] = None,
              strategy=None, log: Callable[[str], None] = print) -> List[Dict]:
   """Runs the protocol for each layer of `trunk` (a `trunks.Trunk`).
@@ -111,11 +113,18 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
   differ by orders of magnitude; unstandardised, L-BFGS hits max_iter and
   ends 8-17 points lower (logistic_regression/features.py has the
   measurement), and one L2 grid would not suit every layer and trunk.
+  pool_to_features: None pools each end point to about 9000 values
+  (docs/protocol.md §5); n brings every evaluated end point, pre_logits
+  included, to exactly n features (pooling.equal_dimension), so layers are
+  compared at equal dimension (docs/protocol.md §9). It is part of the entry's
+  settings (another result); a control without layers (the pixels) keeps its
+  own size, which its entry's `features` says.
   tol / search_tol: see `logistic_regression.grid_search` (grid values are
   ranked at search_tol, the chosen one and the refit converge to tol).
 
   Returns one results entry per layer: {protocol, trunk, layer, pooling,
-  train_split, eval_split, fraction, top1, top5, hyperparameters,
+  features (the fitted dimension D), train_split, eval_split, fraction, top1,
+  top5, hyperparameters,
   extract_time_s (all layers), fit_time_s}; top-1/top-5 in percent.
   """
   fraction = low_data.check_fraction(fraction)
@@ -123,10 +132,15 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
     raise ValueError(f"linear_eval.holdout_fraction = {holdout_fraction}: use 0 (L2 "
                      f"chosen on val_split) or a fraction in (0, 1) of train_split.")
   l2_grid = sorted(l2_grid or lr.DEFAULT_L2_GRID, reverse=True)
+  # The pixels control is the image, not a layer: it is not shrunk to a
+  # trunk's dimension (its entry records the size it has).
+  is_control = getattr(trunk, "end_points", None) is not None
+  read_pooling = pooling_lib.equal_dimension(
+      pooling, None if is_control else pool_to_features)
   t0 = time.time()
   split_features = feature_cache.read_splits(
       trunk, dataset, [train_split, val_split, eval_split], layers,
-      pooling=pooling, batch_size=batch_size, cache=cache, strategy=strategy,
+      pooling=read_pooling, batch_size=batch_size, cache=cache, strategy=strategy,
       log=log)
   t_extracted = time.time()
   fitted_on = [train_split] + ([val_split] if refit_on_train_and_val else [])
@@ -193,7 +207,7 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
         f"top-5 {top5:.2f}% (l2={best_l2:g}, chosen on {selected_on})")
     entries.append(dict(
         protocol=PROTOCOL, trunk=trunk.name, layer=layer, pooling=pooling,
-        train_split=fit_split, selected_on=selected_on, eval_split=eval_split,
+        features=int(train_x.shape[1]), train_split=fit_split, selected_on=selected_on, eval_split=eval_split,
         fraction=fraction,
         top1=top1, top5=top5,
         hyperparameters=dict(

@@ -159,3 +159,11 @@ MINIATURE_FIG7 = dict(trunk="revnet50", fractions=(0.1,))
 
 def miniature_config(task: str) -> str:
   return f"configs/miniature/{task}.gin"
+# Fig. 6 in miniature (grid `miniature_fig6`, run after `miniature` into the
+# same root): rotation on RevNet50 with a linear bottleneck of 512 or 2048
+# (pre_logits is 2048 x k without one) at k = 1 and 2, so width at a fixed
+# size and size at a fixed width are both measured; each run also scores
+# the random trunk of its own model and the pixels, the controls its steps
+# are read against.
+MINIATURE_FIG6 = dict(task="rotation", trunk="revnet50", widths=(1, 2),
+                      sizes=(512, 2048))

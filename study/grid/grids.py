@@ -168,6 +168,7 @@ def _grid_runs() -> Dict[str, List[Run]]:
                                              "fashion_mnist.gin")))
       if os.path.basename(os.path.dirname(p)) != "common"]
   grids["miniature"] = _miniature_grid()
+  grids["miniature_fig6"] = miniature_fig6()
   return grids
 
 
@@ -218,6 +219,21 @@ def _miniature_grid() -> List[Run]:
           for task in cells.MINIATURE_TASKS if task not in cells.BASELINES
           for k in cells.MINIATURE_WIDTHS for f in f7["fractions"]]
   return miniature_cells(cells.MINIATURE_TASKS) + fig5 + fig7
+
+
+def miniature_fig6() -> List[Run]:
+  """Fig. 6's two axes on Fashion-MNIST (cells.MINIATURE_FIG6): each a model
+  of its own, with its random trunk and the pixels evaluated beside it."""
+  f6 = cells.MINIATURE_FIG6
+  return [dataclasses.replace(
+      miniature_cell(f6["task"], f6["trunk"], k),
+      name=f"miniature_fig6/{f6['task']}/{f6['trunk']}_k{k}_r{size}",
+      bindings=trunk_bindings(f6["trunk"], k) + (
+          f"get_model.representation_size = {size}",
+          "experiment.evaluate_random_init = True",
+          "experiment.evaluate_pixels = True"),
+      expect=(cells.MINIATURE_LINEAR,))
+          for k in f6["widths"] for size in f6["sizes"]]
 
 
 GRIDS = _grid_runs()

@@ -15,7 +15,9 @@ report names paths relative to itself or the checkout, never the machine's.
 
   runs.py      reading the runs, picking the entries a table or figure shows
   tables.py    the Table 1 layout, Table 2, label-free model selection
-  figures.py   Figures 2 to 8
+  figures.py   Figures 2 to 8 (Fig. 6 and the MLP curves in claims.py)
+  baselines.py the controls of any trained entry a table or figure shows
+  claims.py    Fig. 6 on both axes, the MLP fits' curves and convergence
   gallery.py   nearest neighbours of each task's best run (TensorFlow)
   markdown.py  report.md: the sections, the appendix, build_report
 

@@ -7,10 +7,10 @@ import shutil
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from study.report import controls as controls_lib
+from study.report import claims
 from study.report.figures import (fig2_best_width, fig3_linear_vs_mlp, fig4_pretext,
-                                  fig5_layers, fig6_bottleneck, fig7_low_data,
-                                  fig8_curves, layer_series, low_data_series, mlp_pairs,
-                                  ranking_lines)
+                                  fig5_layers, fig7_low_data, fig8_curves, layer_series,
+                                  low_data_series, mlp_pairs, ranking_lines)
 from study.report.runs import (MISSING, NoRuns, Run, load_runs, row_label, table_runs,
                                task_label)
 from study.report.tables import (format_grid, grid_notes, grid_tables, link, rho_text,
@@ -121,7 +121,10 @@ def tables_section(runs: Sequence[Run]) -> Tuple[List[str], List, int]:
     if text:
       lines += [f"## Table 2 layout: {source}", "", text, "",
                 "Top-1 % of `linear_sgd` on `test` (pre_logits, all labels) of each "
-                "task's best run by the Table 1 metric.", ""]
+                "task's best run by the Table 1 metric; the control rows are the "
+                "pixels and the random trunk of each run's architecture and width, "
+                f"scored alike (± one standard error); {controls_lib.MARK}: not above "
+                f"both by more than {controls_lib.Z:g} standard errors.", ""]
       count += 1
   return lines, tables, count
 
@@ -175,39 +178,76 @@ def figures_section(runs: Sequence[Run], tables, fig_dir: str, out: str
   if len(own) > 1:
     lines += [f"Figures 3 to 7 show the runs trained on {main}.", ""]
   pairs = mlp_pairs(main_runs)
-  figure(fig3_linear_vs_mlp(pairs, fig_dir), "Fig. 3: MLP top-1 % (y) against linear "
-         "top-1 % (x) of the same trunk, pre_logits, all labels; colour = trunk, "
-         "marker = task, dashed: y = x.", "needs runs with an `mlp_sgd` or "
-         "`mlp_sgd_features` entry next to the Table 1 entry (grid `fig3`, or the "
+  control_note = (f" Controls: pixels ×, the random trunk of the same architecture and "
+                  f"width +; hollow and {controls_lib.MARK}: a trained cell not above "
+                  f"both by more than {controls_lib.Z:g} standard errors.")
+  figure(fig3_linear_vs_mlp(pairs, fig_dir, runs), "Fig. 3: MLP top-1 % (y) against "
+         "linear top-1 % (x) of the same trunk, pre_logits, all labels; colour = trunk, "
+         "marker = task, dashed: y = x." + control_note, "needs runs with an `mlp_sgd` "
+         "or `mlp_sgd_features` entry next to the Table 1 entry (grid `fig3`, or the "
          "miniature's k = 2 cells).")
-  failed = [run for run, _, _, e in mlp_pairs(main_runs, keep_failed=True)
-            if controls_lib.failed_fit(e)]
+  failed = [p[0] for p in mlp_pairs(main_runs, keep_failed=True)
+            if controls_lib.failed_fit(p[4])]
   if failed:
     lines += ["Failed fits (never left chance; in no point, correlation or ranking): "
               + ", ".join(f"[{r.anchor}](#{r.anchor})" for r in failed) + ".", ""]
   if pairs:
     lines += [f"Spearman ρ(linear, MLP) over {len(pairs)} runs: " + rho_text(
         [p[1] for p in pairs], [p[2] for p in pairs], len(pairs)), ""]
-    lines += ranking_lines(pairs) + [""]
+    lines += ranking_lines(pairs, runs) + [
+        "", f"≈: within {controls_lib.Z:g} standard errors of the next (their order "
+        f"is not told apart); {controls_lib.MARK}: not above both controls under that "
+        "protocol.", ""]
+  curves = claims.mlp_curves(main_runs)
+  figure(claims.fig3_curves(curves, fig_dir), "Fig. 3 (curves): each MLP fit's "
+         "top-1 % on its evaluated split by epoch, one panel per task; dashed: not "
+         f"converged (its last {claims.CONVERGENCE_TAIL:.0%} of epochs gained more than "
+         "one standard error); grey: a failed fit.", "needs MLP entries with a "
+         "`curve` (the SGD heads record one).")
+  lines += claims.convergence_lines(curves) + ([""] if curves else [])
   points = selection_points(runs, main)
-  figure(fig4_pretext(points, fig_dir), "Fig. 4: pretext accuracy % on the held-out "
-         "split (x) against linear top-1 % (y), one panel per task; colour = trunk, "
-         "marker size = width.", "needs trained runs with a pretext accuracy and a "
-         "Table 1 entry.")
+  figure(fig4_pretext(points, fig_dir, runs), "Fig. 4: pretext accuracy % on the "
+         "held-out split (x) against linear top-1 % (y), one panel per task; colour = "
+         "trunk, marker size = width; dashed: pixels, dotted: each trunk's random "
+         f"trunk; hollow: not above both controls ({controls_lib.MARK}).", "needs "
+         "trained runs with a pretext accuracy and a Table 1 entry.")
   for dataset in [main] + [d for d in own if d != main]:
     lines += selection_section(selection_points(runs, dataset), dataset)
   series = layer_series(main_runs)
-  fractions = sorted({f for _, f, _ in series})
+  fractions = sorted({s[1] for s in series})
   on = ("" if fractions in ([], [1.0]) else
         " on " + ", ".join(f"{f:.0%}" for f in fractions) + " of the labels")
-  figure(fig5_layers(series, fig_dir), f"Fig. 5: linear top-1 % by end point{on}, one "
-         "line per trunk and width, one panel per task.", "needs runs with "
-         "`linear_lbfgs` entries for 3 or more layers (grid `fig5`).")
-  figure(fig6_bottleneck(runs, fig_dir), "Fig. 6: linear top-1 % by width (rows) and "
-         "representation size (columns).", "needs runs whose operative_config.gin sets "
-         "`get_model.representation_size` (grid `fig6`).")
-  figure(fig7_low_data(low_data_series(main_runs), fig_dir), "Fig. 7: linear top-1 % "
-         "by width with all and with a fraction of the labels, one panel per task.",
+  sizes = {s[3] for s in series}
+  if sizes and None not in sizes:
+    dimension = (" At equal dimension: every end point pooled to "
+                 + " / ".join(str(d) for d in sorted(sizes)) + " features "
+                 "(`linear_eval.pool_to_features`), so a layer's number is what it "
+                 "learned, not how many values it has.")
+  else:
+    dimension = (" Each end point at its own size (pooled to about 9000 values when "
+                 "larger): a layer's number also reflects its dimension; "
+                 "`linear_eval.pool_to_features` compares them at equal dimension.")
+  figure(fig5_layers(series, fig_dir, runs), f"Fig. 5: linear top-1 % by end point"
+         f"{on}, one line per trunk and width, its random trunk's curve dashed beside "
+         "it, pixels dotted; hollow: not above both controls at that layer."
+         + dimension, "needs runs with `linear_eval` entries for 3 or more layers "
+         "(grid `fig5`).")
+  bottleneck = claims.bottleneck_points(runs)
+  figure(claims.fig6_axes(bottleneck, fig_dir, runs), "Fig. 6: linear top-1 % by "
+         "width at each fixed representation size (left) and by representation size "
+         "at each fixed width (right); dashed: the random trunk of the same model, "
+         f"dotted: pixels; hollow: not above both controls ({controls_lib.MARK}).",
+         "needs runs whose operative_config.gin sets `get_model.representation_size` "
+         "at two or more widths or sizes (grid `fig6`, `miniature_fig6`).")
+  steps = claims.fig6_lines(bottleneck, runs)
+  if steps:
+    lines += ["Fig. 6's steps (trained model, then its random trunk; a step is a "
+              f"difference only beyond {controls_lib.Z:g} standard errors):", ""]
+    lines += steps + [""]
+  figure(fig7_low_data(low_data_series(main_runs), fig_dir, runs), "Fig. 7: linear "
+         "top-1 % by width with all and with a fraction of the labels, one panel per "
+         "task; dashed '+': the random trunk of each width, the pixels levels by "
+         f"fraction; hollow: not above both controls ({controls_lib.MARK}).",
          "needs runs with `linear_lbfgs` entries of fraction < 1 (grid `fig7`).")
   figure(fig8_curves(runs, fig_dir), "Fig. 8: top-1 % against epoch of the linear "
          "SGD protocol's curves, one line per run.", "needs linear SGD entries with a "

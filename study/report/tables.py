@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from evaluation import label_free  # numpy only
 from study.grid import cells as study_cells
+from study.report import baselines
 from study.report import controls as controls_lib
 from study.report.runs import (MISSING, TASK_ORDER, Run, in_order, is_pretext, pick,
                                rankme_of, row_label, table1_entry, table1_value,
@@ -218,12 +219,23 @@ def table2(runs: Sequence[Run], source: str) -> Optional[str]:
   datasets = [source] + others
   lines = ["| Task | Run | " + " | ".join(datasets) + " |",
            "|---|---|" + "---:|" * len(datasets)]
+  controls = collections.defaultdict(dict)  # (kind, trunk label): {dataset: entry}
   for task, run in chosen:
     out = []
     for d in datasets:
       e = sgd(run, d)
-      out.append(link(e["top1"], run, std=spread(e)) if e else MISSING)
+      out.append(link(e["top1"], run, std=spread(e)) + baselines.mark_for(runs, run, e)
+                 if e else MISSING)
+      found = baselines.controls_for(runs, run, e) if e else {}
+      for kind in controls_lib.CONTROLS:
+        if found.get(kind):
+          label = "–" if kind == "pixels" else run.label()
+          controls[(kind, label)][d] = found[kind]
     lines.append(f"| {task_label(task)} | {run.label()} | " + " | ".join(out) + " |")
+  # The controls scored by the same protocol on the same split.
+  for (kind, label), by_dataset in sorted(controls.items()):
+    lines.append(f"| {kind} (control) | {label} | " + " | ".join(
+        controls_lib.entry_text(by_dataset.get(d)) for d in datasets) + " |")
   return "\n".join(lines)
 
 
