@@ -131,7 +131,7 @@ def test_train_and_eval_writes_the_workdir_contract_and_resumes(tmp_path):
   # One trunk: nothing to bold; the random trunk evaluated inside the run fills
   # the Rnd cell, marked. Four steps leave the trained trunk where its random
   # one is (the folder's orientation cue is linearly separable from either,
-  # within 2 standard errors on 30 images): the trained cell is marked too.
+  # within 2 standard errors on its few images): the trained cell is marked too.
   top1 = evals[("trained@4", "pre_logits")]["top1"]
   rnd = evals[("random_init", "pre_logits")]["top1"]
   assert f"| ResNet50 v2 | [{rnd:.1f}](#run-1)† | [{top1:.1f}](#run-1)° |" in report
