@@ -38,10 +38,11 @@ def test_get_dataset_builds_each_kind(tmp_path):
   assert isinstance(ds, places205.Places205) and (ds.manual_dir, ds.holdout) == ('/p',
                                                                                  50000)
   assert ds.builder.name == 'places205_archives'
-  folder = tmp_path / 'images' / 'cls'
-  os.makedirs(folder)
-  with open(folder / 'a.png', 'wb') as f:
-    f.write(tf.io.encode_png(tf.zeros([2, 2, 3], tf.uint8)).numpy())
+  for name in ('cls', 'other'):  # an image folder classifies at least two classes
+    folder = tmp_path / 'images' / name
+    os.makedirs(folder)
+    with open(folder / 'a.png', 'wb') as f:
+      f.write(tf.io.encode_png(tf.zeros([2, 2, 3], tf.uint8)).numpy())
   ds = registry.get_dataset(f'image_folder:{tmp_path / "images"}', holdout_every=3)
   assert isinstance(ds, image_folder.ImageFolder) and ds.holdout_every == 3
 
