@@ -68,3 +68,19 @@ def test_vgg_cells_are_unchanged_by_the_patch_mode_binding(clean_gin):
   assert shapes == _shapes(plain)
   assert shapes['block4'] == (2, 2, 2, 64)
   assert [v.shape for v in bound.variables] == [v.shape for v in plain.variables]
+
+
+# (epochs, images per step, peak learning rate = 0.1 * images / 256) of each task.
+BUDGETS = dict(random_init=(0, 128, 0.05), supervised=(3, 128, 0.05),
+               rotation=(2, 64, 0.025), exemplar=(1, 32, 0.0125),
+               jigsaw=(3, 128, 0.05), relative_patch_location=(3, 128, 0.05))
+
+
+@pytest.mark.parametrize('task', sorted(BUDGETS))
+def test_each_task_trains_a_few_epochs_of_sgd(task, clean_gin):
+  del clean_gin
+  _parse_cell(task, 'resnet50_v2')
+  epochs, batch, peak_lr = BUDGETS[task]
+  train = gin.get_bindings('train')  # macros resolved
+  assert (train['epochs'], train['batch_size'], train['optimizer']) == (epochs, batch, 'sgd')
+  assert schedule.scaled_learning_rate(batch) == pytest.approx(peak_lr)
