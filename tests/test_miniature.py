@@ -89,10 +89,11 @@ def test_each_task_config_is_the_miniature_protocol(task, clean_gin):
     bindings = gin.get_bindings("train")
     return bindings.get(name, inspect.signature(
         trainer_lib.Trainer.__init__).parameters[name].default)
-  # 600 steps of 128 network inputs (exemplar: 16 images x 8 crops), Rnd none.
+  # A few epochs (docs/miniature/regime_search.md): rotation 2 of 64 x 4, exemplar 1
+  # of 32 x 8, the others 3 of 128; Rnd none.
   steps = schedule.epochs_to_steps(train("epochs"), FASHION_TRAIN, train("batch_size"))
-  assert steps == (0 if task == "random_init" else 602)
-  assert train("optimizer") == "adam"
+  assert steps == dict(random_init=0, rotation=1719, exemplar=1719).get(task, 1290)
+  assert train("optimizer") == "sgd"
   if task != "random_init":
     # Warm-up and decays at the protocol's 5, 15 and 25 of 35 epochs.
     assert [train("warmup_epochs")] + list(train("decay_epochs")) == pytest.approx(
