@@ -1,5 +1,6 @@
-"""The Fashion-MNIST miniature: its grid (every trunk, task, Rnd and supervised
-at two widths, the figures' runs in their cells' workdirs) and its configs."""
+"""The Fashion-MNIST miniature: its grid (every task, Rnd and supervised on
+ResNet50 v2, the baselines and rotation on RevNet50, Fig. 5's runs in their
+cells' workdirs) and its configs."""
 import inspect
 import os
 
@@ -27,50 +28,41 @@ def by_name_of(runs):
 def test_the_grid_has_every_cell_and_the_figures_reuse_their_workdirs(tmp_path):
   runs = grids.runs("miniature")
   cells = [r for r in runs if r.name.startswith("miniature/")]
-  # k = 1: every trunk x Rnd, 4 tasks, supervised; k = 2: Rnd on every trunk,
-  # the 4 tasks on RevNet50 and ResNet50 v1, rotation and exemplar on
-  # VGG19-BN. All k = 1 cells first.
-  assert len(cells) == 36 + 6 + 10
+  # k = 1: Rnd, the four tasks and supervised on ResNet50 v2, then Rnd,
+  # rotation and supervised on RevNet50.
   names = [tuple(r.name.split("/")[1:]) for r in cells]
-  assert set(names[:36]) == {(task, f"{trunk}_k1") for task in study_cells.MINIATURE_TASKS
-                             for trunk in study_cells.TRUNK_NAMES}
-  assert set(names[36:]) == {("random_init", f"{trunk}_k2")
-                             for trunk in study_cells.TRUNK_NAMES} | {
-      (task, f"{trunk}_k2") for task in ("rotation", "exemplar", "jigsaw",
-                                         "relative_patch_location")
-      for trunk in ("revnet50", "resnet50_v1", "vgg19_bn")} - {
-          ("jigsaw", "vgg19_bn_k2"), ("relative_patch_location", "vgg19_bn_k2")}
-  # VGG19-BN needs 32 px inputs: its patch cells cut 32 px patches.
-  vgg = by_name_of(runs)["miniature/jigsaw/vgg19_bn_k1"]
-  assert "crop_patches(3, patch_size=32, jitter=8)" in vgg.bindings[3]
-  assert "crop_patches(3, patch_size=32)|standardize" in vgg.bindings[4]
+  assert names == [(task, "resnet50_v2_k1") for task in study_cells.MINIATURE_TASKS] + [
+      (task, "revnet50_k1") for task in ("random_init", "rotation", "supervised")]
   assert len({r.workdir(str(tmp_path)) for r in cells}) == len(cells)
-  by_name = {r.name: r for r in runs}
-  minus = by_name["miniature/random_init/revnet50_minus_k2"]
-  assert minus.configs == ("configs/miniature/random_init.gin",)
-  assert minus.bindings == (
-      "get_model.name = 'revnet50'", "get_model.width = 2",
-      "get_model.last_relu = False",
-      "experiment.protocols = ['linear_lbfgs', 'mlp_sgd_features']")
-  assert minus.expect == (study_cells.MINIATURE_LINEAR, study_cells.MINIATURE_MLP)
-  assert by_name["miniature/exemplar/vgg19_bn_k2"].expect == minus.expect
-  assert by_name["miniature/rotation/vgg19_bn_k1"].expect == (
-      study_cells.MINIATURE_LINEAR,)
-  # Fig. 5: five layers on 20% of the labels; Fig. 7: 10%; both in the cell's
-  # workdir, after it in the grid (the sweep joins them into one job).
+  by_name = by_name_of(runs)
+  # Every cell trains the MLP head too; the first trunk's Rnd cell scores pixels.
+  rnd = by_name["miniature/random_init/resnet50_v2_k1"]
+  assert rnd.configs == ("configs/miniature/random_init.gin",)
+  assert rnd.bindings == (
+      "get_model.name = 'resnet50_v2'", "get_model.width = 1",
+      "get_model.last_relu = True",
+      "experiment.protocols = ['linear_lbfgs', 'mlp_sgd_features']",
+      "experiment.evaluate_pixels = True")
+  for r in cells:
+    assert r.expect == (study_cells.MINIATURE_LINEAR, study_cells.MINIATURE_MLP)
+    assert ("experiment.evaluate_pixels = True" in r.bindings) == (r is rnd)
+  # Fig. 5: five layers pooled to 512 values each, Rnd and rotation on both
+  # trunks, in the cell's workdir, after it in the grid (the sweep joins them).
   cell_dirs = {r.workdir(str(tmp_path)) for r in cells}
   figures = [r for r in runs if not r.name.startswith("miniature/")]
-  assert len(figures) == 6 + 8
+  assert [r.name for r in figures] == [
+      f"miniature_fig5/{task}/{trunk}_k1" for trunk in ("resnet50_v2", "revnet50")
+      for task in ("random_init", "rotation")]
   for r in figures:
     assert r.workdir(str(tmp_path)) in cell_dirs
-  fig5 = by_name["miniature_fig5/rotation/vgg19_bn_k1"]
-  assert fig5.workdir(str(tmp_path)) == str(tmp_path / "miniature/rotation/vgg19_bn_k1")
-  assert fig5.expect == tuple(("linear_lbfgs", layer, 0.2, "val") for layer in
+  fig5 = by_name["miniature_fig5/rotation/revnet50_k1"]
+  assert fig5.workdir(str(tmp_path)) == str(tmp_path / "miniature/rotation/revnet50_k1")
+  assert fig5.bindings[3:] == (
+      "linear_eval.layers = ['block1', 'block2', 'block3', 'block4', 'pre_logits']",
+      "linear_eval.fraction = 1.0", "linear_eval.pool_to_features = 512")
+  assert fig5.expect == tuple(("linear_lbfgs", layer, 1.0, "val") for layer in
                               ("block1", "block2", "block3", "block4", "pre_logits"))
-  fig7 = by_name["miniature_fig7/exemplar/revnet50_k2_f0.1"]
-  assert fig7.bindings[-1] == "linear_eval.fraction = 0.1"
-  assert fig7.expect == (("linear_lbfgs", "pre_logits", 0.1, "val"),)
-  assert runs.index(fig7) > runs.index(by_name["miniature/exemplar/revnet50_k2"])
+  assert runs.index(fig5) > runs.index(by_name["miniature/rotation/revnet50_k1"])
 
 
 @pytest.mark.parametrize("task", study_cells.MINIATURE_TASKS)
@@ -90,9 +82,10 @@ def test_each_task_config_is_the_miniature_protocol(task, clean_gin):
     return bindings.get(name, inspect.signature(
         trainer_lib.Trainer.__init__).parameters[name].default)
   # A few epochs (docs/miniature/regime_search.md): rotation 2 of 64 x 4, exemplar 1
-  # of 32 x 8, the others 3 of 128; Rnd none.
+  # of 32 x 8, supervised 6 of 128, the patch tasks 3 of 128; Rnd none.
   steps = schedule.epochs_to_steps(train("epochs"), FASHION_TRAIN, train("batch_size"))
-  assert steps == dict(random_init=0, rotation=1719, exemplar=1719).get(task, 1290)
+  assert steps == dict(random_init=0, rotation=1719, exemplar=1719,
+                       supervised=2579).get(task, 1290)
   assert train("optimizer") == "sgd"
   if task != "random_init":
     # Warm-up and decays at the protocol's 5, 15 and 25 of 35 epochs.

@@ -208,11 +208,9 @@ def test_the_grid_plans_cells_of_a_task_it_has_never_heard_of(tmp_path):
       f"--workdir={root}/table1/colorization/revnet50_minus_k4 "
       "'--gin_bindings=get_model.name = '\"'\"'revnet50'\"'\"'' "
       "'--gin_bindings=get_model.width = 4' '--gin_bindings=get_model.last_relu = False'")
-  # The miniature: a pretext task's cells (k = 1 on every trunk, k = 2 on three).
+  # The miniature: a task it does not name runs on its first trunk, at k = 1.
   mini = grids.runs("miniature:colorization", str(checkout))
-  assert [r.name for r in mini] == (
-      [f"miniature/colorization/{t}_k1" for t in study_cells.TRUNK_NAMES]
-      + [f"miniature/colorization/{t}_k2" for t in study_cells.MINIATURE_WIDE_TRUNKS])
+  assert [r.name for r in mini] == ["miniature/colorization/resnet50_v2_k1"]
   assert mini[0].configs == ("configs/miniature/colorization.gin",)
   # A known task's column is the committed cells, a trunk name is still a row.
   assert grids.runs("table1:rotation", str(checkout)) == grids.GRIDS["table1:rotation"]

@@ -173,31 +173,30 @@ def _grid_runs() -> Dict[str, List[Run]]:
 
 
 def miniature_cell(task: str, trunk: str, k: int) -> Run:
-  """One miniature cell; the k = 2 cells also train Fig. 3's MLP."""
-  mlp = k == 2
-  vgg_patches = tuple(b.format(task=task) for b in cells.MINIATURE_VGG_PATCH_PP) if (
-      trunk == "vgg19_bn" and task in cells.MINIATURE_PATCH_TASKS) else ()
+  """One miniature cell: the linear probe and Fig. 3's MLP on pre_logits; the
+  first trunk's Rnd cell also scores the pixels control."""
+  pixels = ("experiment.evaluate_pixels = True",) if (
+      task == "random_init" and trunk == cells.MINIATURE_TRUNKS[0]) else ()
   return Run(
       name=f"miniature/{task}/{trunk}_k{k}",
       configs=(cells.miniature_config(task),),
-      bindings=trunk_bindings(trunk, k) + vgg_patches + (
-          ("experiment.protocols = ['linear_lbfgs', 'mlp_sgd_features']",)
-          if mlp else ()),
-      expect=(cells.MINIATURE_LINEAR,) + ((cells.MINIATURE_MLP,) if mlp else ()))
+      bindings=trunk_bindings(trunk, k) + (
+          "experiment.protocols = ['linear_lbfgs', 'mlp_sgd_features']",) + pixels,
+      expect=(cells.MINIATURE_LINEAR, cells.MINIATURE_MLP))
 
 
 def miniature_cells(tasks) -> List[Run]:
-  """The miniature's cells of `tasks` (any task: a new one is a pretext task),
-  k = 1 first."""
+  """The miniature's cells of `tasks` (any task: one the study does not name
+  runs on the first trunk only), trunk by trunk."""
   return [miniature_cell(task, trunk, k) for k in cells.MINIATURE_WIDTHS
-          for task in tasks for trunk in TRUNK_NAMES
-          if k == 1 or task == "random_init" or (
-              task != "supervised" and trunk in cells.MINIATURE_WIDE_TRUNKS
-              and not (trunk == "vgg19_bn" and task in cells.MINIATURE_PATCH_TASKS))]
+          for trunk in cells.MINIATURE_TRUNKS for task in tasks
+          if trunk == cells.MINIATURE_TRUNKS[0]
+          or task in cells.MINIATURE_SECOND_TRUNK_TASKS]
 
 
 def _miniature_grid() -> List[Run]:
-  # The figures evaluate a trained cell again in its workdir (training is done).
+  # Fig. 5 evaluates a trained cell again in its workdir (training is done),
+  # every end point pooled to the same size.
   f5 = cells.MINIATURE_FIG5
   fig5 = [dataclasses.replace(
       miniature_cell(task, trunk, f5["width"]),
@@ -205,20 +204,12 @@ def _miniature_grid() -> List[Run]:
       workdir_name=f"miniature/{task}/{trunk}_k{f5['width']}",
       bindings=trunk_bindings(trunk, f5["width"]) + (
           f"linear_eval.layers = {list(cells.MINIATURE_LAYERS)}",
-          f"linear_eval.fraction = {f5['fraction']}"),
+          f"linear_eval.fraction = {f5['fraction']}",
+          f"linear_eval.pool_to_features = {f5['pool_to_features']}"),
       expect=tuple(("linear_lbfgs", layer, f5["fraction"], "val")
                    for layer in cells.MINIATURE_LAYERS))
-          for task in f5["tasks"] for trunk in f5["trunks"]]
-  f7 = cells.MINIATURE_FIG7
-  fig7 = [dataclasses.replace(
-      miniature_cell(task, f7["trunk"], k),
-      name=f"miniature_fig7/{task}/{f7['trunk']}_k{k}_f{f:g}",
-      workdir_name=f"miniature/{task}/{f7['trunk']}_k{k}",
-      bindings=trunk_bindings(f7["trunk"], k) + (f"linear_eval.fraction = {f}",),
-      expect=(("linear_lbfgs", "pre_logits", f, "val"),))
-          for task in cells.MINIATURE_TASKS if task not in cells.BASELINES
-          for k in cells.MINIATURE_WIDTHS for f in f7["fractions"]]
-  return miniature_cells(cells.MINIATURE_TASKS) + fig5 + fig7
+          for trunk in f5["trunks"] for task in f5["tasks"]]
+  return miniature_cells(cells.MINIATURE_TASKS) + fig5
 
 
 def miniature_fig6() -> List[Run]:

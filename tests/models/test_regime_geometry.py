@@ -71,7 +71,7 @@ def test_vgg_cells_are_unchanged_by_the_patch_mode_binding(clean_gin):
 
 
 # (epochs, images per step, peak learning rate = 0.1 * images / 256) of each task.
-BUDGETS = dict(random_init=(0, 128, 0.05), supervised=(3, 128, 0.05),
+BUDGETS = dict(random_init=(0, 128, 0.05), supervised=(6, 128, 0.05),
                rotation=(2, 64, 0.025), exemplar=(1, 32, 0.0125),
                jigsaw=(3, 128, 0.05), relative_patch_location=(3, 128, 0.05))
 
