@@ -99,6 +99,12 @@ def test_each_task_config_is_the_miniature_protocol(task, clean_gin):
   assert (settings["train_split"], settings["val_split"], settings["eval_split"],
           settings["refit_on_train_and_val"]) == ("train", "val", "val", False)
   assert settings["layers"] == ["pre_logits"]
+  # The pixels control peaks at 1e-2: the grid reaches it.
+  assert settings["l2_grid"] == [1e-2, 1e-3, 1e-4, 1e-5]
+  # The MLP: 30 epochs (18 + 6 + 6) on batch-normalised features.
+  sgd = gin.get_bindings("sgd_eval")
+  assert (sgd["normalize"], sgd["first_decay_epochs"], sgd["second_decay_after"],
+          sgd["tail_epochs"]) == (True, 18, 6, 12)
   assert inspect.signature(linear_eval.evaluate).parameters["search_tol"].default == (
       settings["tol"])
   assert gin.get_bindings("hub_export")["enabled"] is False
