@@ -416,7 +416,8 @@ def test_the_report_names_no_absolute_path(tmp_path):
   out = tmp_path / "published"
   report, _ = build(root, out)
   assert str(tmp_path) not in report
-  assert "- sweep root: `../machine/checkout/workdirs/sweep`" in report
+  # Outside the report's folder: a placeholder, not a climb out of it.
+  assert "- sweep root: `<root>`" in report
   # Run from the checkout: the paths in it relative to it.
   assert ("- commands: `python train_and_eval.py --config=configs/miniature/rotation.gin "
           "--workdir=workdirs/sweep/table1/rotation/revnet50_k1 --gin_bindings="

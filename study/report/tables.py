@@ -77,7 +77,8 @@ def grid_cells(runs: Sequence[Run], source: str, target: str
       continue  # a dedicated Rnd run (or an earlier run's baseline) wins
     for protocol in protocols:
       e = pick(run.evaluations, protocol=protocol, layer="pre_logits", fraction=1.0,
-               dataset=target, trunk=lambda t: str(t).startswith("random_init"))
+               dataset=target, trunk=lambda t: str(t).startswith("random_init"),
+               settings=lambda s: not (s or {}).get("pool_to_features"))
       if e:
         cells[key] = Cell(e["top1"], run, e, mark="†")
         break
