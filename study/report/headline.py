@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from study.grid import cells as study_cells
 from study.report import baselines
+from study.report import claims
 from study.report import controls as controls_lib
 from study.report.figures import mlp_pairs
 from study.report.runs import TASK_ORDER, Run, in_order, row_label, table_runs, task_label
@@ -46,7 +47,10 @@ def cell_line(label: str, entry: Dict, found: Dict[str, Optional[Dict]],
   if verdict is False:
     text += f" {controls_lib.MARK} (not above it by more than {controls_lib.Z:g} SE)"
   elif verdict is None and control:
-    text += " (a control or a standard error is missing: not judged)"
+    missing = ("no random trunk of its architecture and width" if not found.get("random")
+               else "no pixels control" if not found.get("pixels")
+               else "no standard error")
+    text += f" ({missing}: not judged)"
   return text
 
 
@@ -95,18 +99,25 @@ def _mlp_lines(runs: Sequence[Run], dataset: str) -> List[str]:
   protocols = sorted({mlp["protocol"] for _, mlp in trained})
   verdicts = [baselines.verdict_for(runs, run, mlp) for run, mlp in trained]
   beat = sum(v is True for v in verdicts)
-  found = baselines.controls_for(runs, *trained[0])
-  controls = [f"pixels {controls_lib.entry_text(found['pixels'])}"] if found["pixels"] else []
-  seen = set()
+  controls, seen = [], set()
   for run, mlp in trained:
-    rnd = baselines.controls_for(runs, run, mlp)["random"]
-    if rnd and (run.trunk, run.width) not in seen:
-      seen.add((run.trunk, run.width))
-      controls.append(f"random {run.label()} {controls_lib.entry_text(rnd)}")
+    found = baselines.controls_for(runs, run, mlp)
+    for kind, key in (("pixels", None), ("random", (run.trunk, run.width))):
+      e = found[kind]
+      if e and (kind, key) not in seen:
+        seen.add((kind, key))
+        owner = next(r for r in runs if any(x is e for x in r.evaluations))
+        problem = claims.mlp_problem(claims.linear_of(owner, e), e)
+        controls.append(f"{kind}{'' if key is None else ' ' + run.label()} "
+                        f"{controls_lib.entry_text(e)}"
+                        + (f", {problem.split(' (')[0]}" if problem else ""))
   failed = [run for run, mlp in trained if controls_lib.failed_fit(mlp)]
   line = (f"Under the MLP head ({', '.join(f'`{p}`' for p in protocols)}): {beat} of "
           f"{len(trained)} trained cells beat both controls scored alike ("
           + ("; ".join(controls) or "none found") + ")")
+  if any(c.endswith("linear probe") for c in controls):
+    line += (f"; a control below its own linear probe is a weak one, so {beat} is an "
+             "upper bound")
   if failed:
     line += "; failed fits: " + ", ".join(f"[{r.anchor}](#{r.anchor})" for r in failed)
   return [line + ". Convergence of each fit: see Fig. 3 (curves).", ""]

@@ -261,7 +261,18 @@ def figures_section(runs: Sequence[Run], tables, fig_dir: str, out: str
 def copy_run_files(runs: Sequence[Run], out: str, scrub: paths.Scrubber) -> None:
   """Copies each run's small files to <out>/runs/<rel>/ (no checkpoints or
   features), so a report can be shared or committed with what it was built
-  from; every absolute path in them becomes a placeholder (paths.Scrubber)."""
+  from; every absolute path in them becomes a placeholder (paths.Scrubber).
+  Copies of runs no longer in the sweep are removed (as old figures are)."""
+  names = {name for name, _ in workdir_lib.Workdir(out).run_files()}
+  keep = {os.path.normpath(run.rel) for run in runs}
+  copies = os.path.join(out, "runs")
+  for path, _, files in sorted(os.walk(copies), reverse=True):  # leaves first
+    rel = os.path.normpath(os.path.relpath(path, copies))
+    if rel not in keep:
+      for name in names & set(files):
+        os.remove(os.path.join(path, name))
+    if path != copies and not os.listdir(path):
+      os.rmdir(path)
   for run in runs:
     dest = os.path.join(out, "runs", run.rel)
     os.makedirs(dest, exist_ok=True)

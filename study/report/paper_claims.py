@@ -155,11 +155,44 @@ def architectures(cells, runs: Sequence[Run]) -> List[str]:
 # ----------------------------------------------------------------------- 2 width
 
 
+def _step(trained_a, trained_b, random_a, random_b) -> Tuple[int, Optional[int]]:
+  """(sign of the trained model's step b - a beyond Z SE, sign of its gain
+  over the random trunk's step, None without the random trunk's)."""
+  sign = signed(trained_b, trained_a)[2]
+  if not (random_a and random_b):
+    return sign, None
+  d, se = gain_difference(signed(trained_b, trained_a)[:2], signed(random_b, random_a)[:2])
+  return sign, 0 if se is not None and abs(d) <= Z * se else (d > 0) - (d < 0)
+
+
+def _steps_summary(steps: Sequence[Tuple[int, Optional[int]]], what: str) -> str:
+  up, down = sum(s == 1 for s, _ in steps), sum(s == -1 for s, _ in steps)
+  text = (f"of {len(steps)} steps to a {what}, {up} gain and {down} lose beyond "
+          f"{Z:g} SE, {len(steps) - up - down} are within {Z:g} SE")
+  judged = [r for _, r in steps if r is not None]
+  if judged:
+    text += (f"; the trained model's step exceeds its random trunk's step beyond "
+             f"{Z:g} SE in {judged.count(1)} of {len(judged)}")
+  return text
+
+
+def _verdict(steps) -> str:
+  signs = [s for s, _ in steps]
+  if signs and all(s == 1 for s in signs):
+    return "holds"
+  if 1 in signs and -1 not in signs:
+    return "partly holds"
+  if -1 in signs and 1 not in signs:
+    return "does not hold"
+  return "not decided"
+
+
 def widths(cells, runs: Sequence[Run]) -> List[str]:
-  """Claim 2: steps in width of one (task, trunk) in the Table 1 cells, and
-  Fig. 6's steps (bottleneck models) on both axes."""
+  """Claim 2: steps in width of one (task, trunk) in the Table 1 cells and
+  Fig. 6's steps (bottleneck models) on both axes, each beside its random
+  trunk's step."""
   claim = "Wider is better"
-  steps, detail = [], []
+  steps, sizes, detail = [], [], []
   groups = {}
   for (trunk, task, w), c in cells.items():
     if not c.failed:
@@ -167,20 +200,22 @@ def widths(cells, runs: Sequence[Run]) -> List[str]:
   for (task, trunk), by_width in sorted(groups.items()):
     ks = sorted(by_width)
     for a, b in zip(ks, ks[1:]):
-      d, se, sign = signed(by_width[b].entry, by_width[a].entry)
-      if task != "random_init":
-        steps.append(sign)
+      ra, rb = _random(cells, (trunk, a)), _random(cells, (trunk, b))
       text = (f"- {task_label(task)}, {row_label(trunk)}, k={a} → {b}: "
-              f"{diff_text(d, se)}")
-      ra, rb = cells.get((trunk, "random_init", a)), cells.get((trunk, "random_init", b))
-      if task != "random_init" and ra and rb:
-        text += f"; its random trunk {diff_text(*signed(rb.entry, ra.entry)[:2])}"
+              f"{diff_text(*signed(by_width[b].entry, by_width[a].entry)[:2])}")
+      if task != "random_init":
+        steps.append(_step(by_width[a].entry, by_width[b].entry, ra, rb))
+        if ra and rb:
+          text += f"; its random trunk {diff_text(*signed(rb, ra)[:2])}"
       detail.append(text + ".")
   points = claims.bottleneck_points(runs)
   for values in points.values():
     for axis, _, keys in claims.axes_of(values):
-      if axis == "width":
-        steps += [signed(values[b][1], values[a][1])[2] for a, b in zip(keys, keys[1:])]
+      for a, b in zip(keys, keys[1:]):
+        (run_a, e_a), (run_b, e_b) = values[a], values[b]
+        step = _step(e_a, e_b, baselines.controls_for(runs, run_a, e_a)["random"],
+                     baselines.controls_for(runs, run_b, e_b)["random"])
+        (steps if axis == "width" else sizes).append(step)
   fig6 = claims.fig6_lines(points, runs)
   if not steps:
     present = sorted({w for _, _, w in cells})
@@ -191,12 +226,10 @@ def widths(cells, runs: Sequence[Run]) -> List[str]:
            "width at a fixed representation size, each model beside its random trunk) "
            "and rebuild this report")
   else:
-    up, down = steps.count(1), steps.count(-1)
-    within = len(steps) - up - down
-    verdict = ("holds" if up and not down else "does not hold" if down and not up
-               else "not decided")
-    why = (f"of {len(steps)} steps to a wider trained model, {up} gain and {down} "
-           f"lose beyond {Z:g} SE, {within} are within {Z:g} SE")
+    verdict, why = _verdict(steps), _steps_summary(steps, "wider trained model")
+  if sizes:
+    why += (f". Representation size at a fixed width (Fig. 6): {_verdict(sizes)}, "
+            + _steps_summary(sizes, "larger representation"))
   lines = [_heading(2, claim, verdict) + f" {why[0].upper()}{why[1:]}."]
   lines += ["   " + d for d in detail]
   if fig6:
@@ -273,7 +306,7 @@ def layers(main_runs: Sequence[Run], runs: Sequence[Run]) -> List[str]:
              and all(s < 0 for s in vgg) else
              "holds for the ResNets" if resnet and all(s >= 0 for s in resnet) else
              "does not hold for the ResNets" if resnet and all(s < 0 for s in resnet)
-             else "not decided")
+             else "partly holds for the ResNets" if resnet else "not decided")
   lines = [_heading(3, claim, verdict) + " " + "; ".join(parts) + " (judged on each "
            "layer's gain over the random trunk's same layer where it was scored, else "
            "on top-1)."]
