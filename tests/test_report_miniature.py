@@ -305,3 +305,18 @@ def test_the_scrubber_names_each_kind_of_path():
                "https://a.b/c 1/2 /") == (
       "x=<root>/a/b_k1/eval <root>/a <checkout>/configs/x.gin <checkout>/docs "
       "image_folder:<path>/imgs /job:worker/task:0 https://a.b/c 1/2 /")
+
+
+def test_a_sweep_with_only_its_rnd_cell_says_so_and_finds_its_pixels(tmp_path):
+  root = tmp_path / "runs"
+  make_cell(str(root), str(tmp_path / "checkout"), "random_init", "resnet50_v2")
+  assert report_cli.main([str(root), "--out", str(tmp_path / "out"), "--no-gallery"]) == 0
+  text = (tmp_path / "out" / "report.md").read_text()
+  assert text.splitlines()[2] == ("**No trained cell to judge yet**: only the baselines "
+                                  "(Rnd, Supervised) have a Table 1 entry.")
+  assert "- pixels: 85.6 ± 0.5\n- random trunk: ResNet50 v2 k=1 86.5 ± 0.5\n" in text
+  # Table 1's note finds the pixels beside the Rnd cell too.
+  assert "Controls: pixels 85.6 ± 0.5 (`linear_lbfgs` on `val`);" in text
+  assert ("4. **MLP rankings match linear ones (paper): not decided.** 0 of 1 MLP fits "
+          "are usable; the others failed, did not converge or stayed below their linear "
+          "probe.") in text

@@ -27,7 +27,8 @@ def portable(command: str, run: Run) -> str:
   The interpreter becomes `python`; paths inside the checkout that ran it
   (the directory of its program) become relative to that checkout, which is
   where the command runs from; a workdir elsewhere is named under `<root>`,
-  the sweep root. Other paths (e.g. --data_dir) stay as recorded.
+  the sweep root. Other paths (e.g. --data_dir) are left to paths.Scrubber,
+  which build_report applies to the whole report.
   """
   words = command.split(" ")
   if words and os.path.isabs(words[0]) and os.path.basename(words[0]).startswith(
@@ -117,7 +118,7 @@ def tables_section(runs: Sequence[Run]) -> Tuple[List[str], List, int]:
                f"{'Places' if target.startswith('places') else 'Transfer'} table: "
                f"{target} (trunks trained on {source})")
     lines += [f"## {heading}", "", format_grid(cells), ""]
-    lines += [f"{n}  " for n in grid_notes(cells)] + [""]  # "  ": a line break
+    lines += [f"{n}  " for n in grid_notes(cells, runs)] + [""]  # "  ": a line break
     count += 1
   for source in sorted({r.dataset for r in runs}):
     text = table2(runs, source)
@@ -195,17 +196,23 @@ def figures_section(runs: Sequence[Run], tables, fig_dir: str, out: str
     lines += ["Failed fits (never left chance; in no point, correlation or ranking): "
               + ", ".join(f"[{r.anchor}](#{r.anchor})" for r in failed) + ".", ""]
   if pairs:
-    lines += [f"Spearman ρ(linear, MLP) over {len(pairs)} runs: " + rho_text(
-        [p[1] for p in pairs], [p[2] for p in pairs], len(pairs)), ""]
-    lines += ranking_lines(pairs, runs) + [
-        "", f"≈: within {controls_lib.Z:g} standard errors of the next (their order "
-        f"is not told apart); {controls_lib.MARK}: not above both controls under that "
-        "protocol.", ""]
+    lines += [f"Spearman ρ(linear, MLP) over {len(pairs)} runs (every fit that left "
+              "chance; claim 4 counts only the converged ones not below their linear "
+              "probe): " + rho_text([p[1] for p in pairs], [p[2] for p in pairs],
+                                    len(pairs)), ""]
+    rankings = ranking_lines(pairs, runs)
+    if rankings:
+      lines += rankings + [
+          "", f"≈: within {controls_lib.Z:g} standard errors of the next (their order "
+          f"is not told apart); {controls_lib.MARK}: not above both controls under that "
+          "protocol.", ""]
   curves = claims.mlp_curves(main_runs)
   figure(claims.fig3_curves(curves, fig_dir), "Fig. 3 (curves): each MLP fit's "
-         "top-1 % on its evaluated split by epoch, one panel per task; dashed: not "
-         f"converged (its last {claims.CONVERGENCE_TAIL:.0%} of epochs gained more than "
-         "one standard error); grey: a failed fit.", "needs MLP entries with a "
+         "top-1 % on its evaluated split by epoch, one panel per task and one for the "
+         "pixels; dashed: not converged (its last "
+         f"{claims.CONVERGENCE_TAIL:.0%} of epochs gained more than one standard error) "
+         f"or below its linear probe by more than {controls_lib.Z:g} standard errors; "
+         "grey: a failed fit.", "needs MLP entries with a "
          "`curve` (the SGD heads record one).")
   lines += claims.convergence_lines(curves) + ([""] if curves else [])
   points = selection_points(runs, main)
