@@ -185,8 +185,9 @@ def test_the_first_lines_give_the_controls_the_count_and_each_margin(built):
       "Under the MLP head (`mlp_sgd_features`): 5 of 5 trained cells beat both controls "
       "scored alike (pixels 84.0 ± 0.5, below its linear probe; random ResNet50 v2 k=1 "
       "55.3 ± 0.7, below its linear probe; random RevNet50 k=1 86.0 ± 0.5); a control "
-      "below its own linear probe is a weak one, so 5 is an upper bound. Convergence "
-      "of each fit: see Fig. 3 (curves).", "",
+      "whose own fit stopped short (not converged, or below its linear probe) is a "
+      "weak one, so 5 is an upper bound. Convergence of each fit: see Fig. 3 "
+      "(curves).", "",
       "**Run on uncommitted code**: `32195eb8674b421324a2a6af5e38e71eb6fee54d-dirty` "
       "by [run-6](#run-6). Their numbers may not follow from any commit.", ""]
   assert text.splitlines()[:len(first)] == first

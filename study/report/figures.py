@@ -175,8 +175,9 @@ def ranking_lines(pairs, runs: Sequence[Run] = ()) -> List[str]:
     else:
       opposite = any(_resolved(a, b, 1) * _resolved(a, b, 2) < 0
                      for a in group for b in group if a is not b)
-      line += ("differs: " if opposite else f"differs only within {controls_lib.Z:g} standard errors: "
-               ) + _ranked(group, 2, marks) + "."
+      line += ("differs: " if opposite else
+               f"differs only within {controls_lib.Z:g} standard errors: ") + _ranked(
+                   group, 2, marks) + "."
     lines.append(line)
   return lines
 

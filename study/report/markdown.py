@@ -3,7 +3,6 @@ appendix of every run. TF-free unless the gallery is asked for."""
 import glob
 import os
 import re
-import shutil
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from study.report import claims
