@@ -18,6 +18,7 @@ import itertools
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from study.grid import cells as study_cells
 from study.report import baselines
 from study.report import claims
 from study.report import controls as controls_lib
@@ -85,69 +86,68 @@ def _random(cells, key) -> Optional[Dict]:
 
 
 def architectures(cells, runs: Sequence[Run]) -> List[str]:
-  """Claim 1 from the Table 1 cells {(trunk, task, width): Cell} of one dataset."""
+  """Claim 1 from the Table 1 cells {(trunk, task, width): Cell} of one
+  dataset: architectures compared at the same width within each task, and
+  each pair's order compared across the pretext tasks that ran both."""
+  del runs  # the cells hold their entries
   claim = "Rankings of architectures are not consistent across tasks"
-  by_task = {}
+  groups = {}  # (task, width): {trunk: cell}
   for (trunk, task, w), c in cells.items():
     if not c.failed and task != "random_init":
-      by_task.setdefault(task, {})[(trunk, w)] = c
-  multi = {t: g for t, g in by_task.items() if len(g) >= 2}
-  tasks = in_order(multi, TASK_ORDER)
-  pretext = [t for t in tasks if is_pretext(t)]
-  detail = []
-  signs = {}  # (key a, key b) -> {task: sign}
-  for task in tasks:
-    group = multi[task]
-    ordered = sorted(group, key=lambda k: -group[k].value)
+      groups.setdefault((task, w), {})[trunk] = c
+  multi = {k: g for k, g in groups.items() if len(g) >= 2}
+  keys = sorted(multi, key=lambda k: (in_order([t for t, _ in multi], TASK_ORDER).index(
+      k[0]), k[1]))
+  detail, signs = [], {}  # signs: (trunk a, trunk b, width) -> {task: sign of a - b}
+  for task, w in keys:
+    group = multi[(task, w)]
+    ordered = sorted(group, key=lambda t: -group[t].value)
     for a, b in itertools.combinations(ordered, 2):
       ca, cb = group[a], group[b]
       d, se, sign = signed(ca.entry, cb.entry)
       if is_pretext(task):
-        signs.setdefault(tuple(sorted((a, b))), {})[task] = sign if a < b else -sign
-      text = (f"- {task_label(task)}: {row_label(a[0])} k={a[1]} "
-              f"{controls_lib.entry_text(ca.entry)} vs {row_label(b[0])} k={b[1]} "
+        pair = tuple(sorted((a, b)))
+        signs.setdefault(pair + (w,), {})[task] = sign if pair[0] == a else -sign
+      text = (f"- {task_label(task)}, k={w}: {row_label(a)} "
+              f"{controls_lib.entry_text(ca.entry)} vs {row_label(b)} "
               f"{controls_lib.entry_text(cb.entry)}: {diff_text(d, se)}")
-      ga, gb = gain(ca.entry, _random(cells, a)), gain(cb.entry, _random(cells, b))
+      ga, gb = gain(ca.entry, _random(cells, (a, w))), gain(cb.entry, _random(cells, (b, w)))
       if ga and gb:
         text += (f"; over their random trunks {ga[0]:+.1f} vs {gb[0]:+.1f} "
                  f"(difference {diff_text(*gain_difference(ga, gb))})")
       detail.append(text + ".")
-  n = max((len(multi[t]) for t in pretext), default=0)
-  note = spearman_note(n) if n else ""
-  if len(pretext) < 2:
-    ran = "; ".join(f"{task_label(t)} on " + ", ".join(
-        f"{row_label(k[0])} k={k[1]}" for k in sorted(multi[t])) for t in tasks)
+  shared = {pair: s for pair, s in signs.items() if len(s) >= 2}
+  reversed_ = [(pair, s) for pair, s in shared.items()
+               if any(x * y < 0 for x, y in itertools.combinations(s.values(), 2))]
+  alike = [pair for pair, s in shared.items()
+           if all(v != 0 for v in s.values()) and len(set(s.values())) == 1]
+  if not shared:
     verdict = "not decided"
-    why = ((f"only {task_label(pretext[0])} among the pretext tasks" if pretext else
-            "no pretext task") + " ran on two or more architectures, so no ranking "
-           "can be compared across tasks (it needs two pretext tasks on the same "
-           "architectures)" + (f". Ran on several: {ran}" if ran else ""))
+    ran = "; ".join(f"{task_label(t)} k={w} on " + ", ".join(
+        row_label(x) for x in in_order(multi[(t, w)], study_cells.TRUNK_NAMES))
+        for t, w in keys)
+    why = ("no two pretext tasks ran on the same two architectures at one width, so no "
+           "ranking can be compared across tasks" + (f" (on two or more: {ran})" if ran
+                                                    else ""))
+  elif reversed_:
+    verdict = "holds"
+    why = "; ".join(
+        f"{row_label(a)} vs {row_label(b)} at k={w} reverses beyond {Z:g} SE between "
+        + " and ".join(task_label(t) for t in s) for (a, b, w), s in reversed_)
+  elif len(alike) == len(shared):
+    verdict = "does not hold"
+    why = (f"each of the {len(shared)} pairs of architectures is ordered alike, beyond "
+           f"{Z:g} SE, by every pretext task that ran both")
   else:
-    reversed_ = [(pair, s) for pair, s in signs.items()
-                 if any(x * y < 0 for x, y in itertools.combinations(s.values(), 2))]
-    alike = [pair for pair, s in signs.items()
-             if len(s) >= 2 and all(v != 0 for v in s.values()) and len(set(s.values())) == 1]
-    shared = [pair for pair, s in signs.items() if len(s) >= 2]
-    if reversed_:
-      verdict = "holds"
-      why = "; ".join(
-          f"{row_label(a[0])} k={a[1]} vs {row_label(b[0])} k={b[1]} reverses beyond "
-          f"{Z:g} SE between " + " and ".join(task_label(t) for t in s)
-          for (a, b), s in reversed_)
-    elif not shared:
-      verdict, why = "not decided", "no two pretext tasks ran on the same architectures"
-    elif len(alike) == len(shared):
-      verdict = "does not hold"
-      why = (f"each of the {len(shared)} pairs of architectures is ordered alike, "
-             f"beyond {Z:g} SE, by every pretext task that ran both")
-    else:
-      verdict = "not decided"
-      why = (f"no order reverses beyond {Z:g} SE, but {len(shared) - len(alike)} of "
-             f"{len(shared)} pairs are within {Z:g} SE in some task")
+    verdict = "not decided"
+    why = (f"no order reverses beyond {Z:g} SE, but {len(shared) - len(alike)} of "
+           f"{len(shared)} pairs are within {Z:g} SE in some task")
+  n = max((len(g) for (t, _), g in multi.items() if is_pretext(t)), default=0)
   lines = [_heading(1, claim, verdict) + f" {why[0].upper()}{why[1:]}."]
   if detail:
-    lines += ["   " + (note or "The comparisons: ") + "top-1 of each pair, then "
-              "each one's gain over the random trunk of its architecture:"]
+    lines += ["   " + (spearman_note(n) if n else "The comparisons: ") + "top-1 of "
+              "each pair at one width, then each one's gain over the random trunk of "
+              "its architecture and width:"]
     lines += ["   " + d for d in detail]
   return lines
 
