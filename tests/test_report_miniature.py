@@ -163,6 +163,8 @@ def test_the_first_lines_give_the_controls_the_count_and_each_margin(built):
       "# Miniature", "",
       "**3 of 5 trained cells beat both controls** (pixels and the random trunk of the "
       "same architecture and width, by more than 2 standard errors).", "",
+      "**Run on uncommitted code**: `32195eb8674b421324a2a6af5e38e71eb6fee54d-dirty` "
+      "by [run-6](#run-6). Their numbers may not follow from any commit.", "",
       "Controls (`linear_lbfgs` on `val`, pre_logits, all labels; top-1 % ± one "
       "standard error):",
       "- pixels: 85.6 ± 0.5",
@@ -187,9 +189,7 @@ def test_the_first_lines_give_the_controls_the_count_and_each_margin(built):
       "55.3 ± 0.7, below its linear probe; random RevNet50 k=1 86.0 ± 0.5); a control "
       "whose own fit stopped short (not converged, or below its linear probe) is a "
       "weak one, so 5 is an upper bound. Convergence of each fit: see Fig. 3 "
-      "(curves).", "",
-      "**Run on uncommitted code**: `32195eb8674b421324a2a6af5e38e71eb6fee54d-dirty` "
-      "by [run-6](#run-6). Their numbers may not follow from any commit.", ""]
+      "(curves).", ""]
   assert text.splitlines()[:len(first)] == first
   assert "### run-6: `miniature/rotation/resnet50_v2_k1`" in text  # the dirty one
   assert f"- commits: `{COMMIT}` (9 runs), `{COMMIT}-dirty` (1 run)" in text

@@ -157,7 +157,8 @@ def commits_line(runs: Sequence[Run]) -> str:
 
 def opening(tables, runs: Sequence[Run]) -> List[str]:
   """The lines after the title: per dataset of its own Table 1, the count,
-  the controls and each trained cell's margin; the uncommitted-code warning."""
+  the controls and each trained cell's margin; after the first count, the
+  uncommitted-code warning."""
   lines = []
   own = [(source, cells) for source, target, cells in tables if source == target]
   for source, cells in own:
@@ -181,4 +182,5 @@ def opening(tables, runs: Sequence[Run]) -> List[str]:
     lines += _mlp_lines(runs, source)
   if not own:
     lines += [controls_lib.count_line([]), ""]
-  return lines + dirty_lines(runs)
+  # Right after the (first) count: numbers of uncommitted code come first.
+  return lines[:2] + dirty_lines(runs) + lines[2:]
