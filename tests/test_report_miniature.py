@@ -179,7 +179,7 @@ def test_the_first_lines_give_the_controls_the_count_and_each_margin(built):
       # 0.5 < 2 * hypot(0.48, 0.48): within, so marked.
       "- Exemplar, ResNet50 v2 k=1: 87.0 ± 0.5, +0.5 ± 0.7 over its random trunk (86.5) "
       "° (not above it by more than 2 SE)",
-      "- RelPatchLoc, ResNet50 v2 k=1: 84.9 ± 0.5, -1.6 ± 0.7 over its random trunk "
+      "- RelPatchLoc, ResNet50 v2 k=1: 84.9 ± 0.5, 1.6 ± 0.7 under its random trunk "
       "(86.5) ° (not above it by more than 2 SE)",
       "- Jigsaw, ResNet50 v2 k=1: 88.0 ± 0.5, +1.5 ± 0.7 over its random trunk (86.5)",
       "",

@@ -18,13 +18,16 @@ from study.report.tables import Cell
 
 
 def margin_text(entry: Dict, control: Optional[Dict], name: str) -> Optional[str]:
-  """'+1.3 ± 0.7 over pixels (86.1)', or None without the control."""
+  """'+1.3 ± 0.7 over pixels (86.1)', '1.6 ± 0.7 under pixels (86.1)', or
+  None without the control."""
   if control is None:
     return None
   diff = controls_lib.difference(entry, control)
-  if diff is None:
-    return f"{entry['top1'] - control['top1']:+.1f} over {name} ({control['top1']:.1f})"
-  return f"{diff[0]:+.1f} ± {diff[1]:.1f} over {name} ({control['top1']:.1f})"
+  d = float(entry["top1"]) - float(control["top1"]) if diff is None else diff[0]
+  text = f"+{d:.1f}" if d >= 0 else f"{-d:.1f}"
+  if diff is not None:
+    text += f" ± {diff[1]:.1f}"
+  return f"{text} {'over' if d >= 0 else 'under'} {name} ({control['top1']:.1f})"
 
 
 def better_control(found: Dict[str, Optional[Dict]]) -> Tuple[Optional[str], Optional[Dict]]:
