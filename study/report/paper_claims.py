@@ -64,6 +64,7 @@ def gain_difference(a, b) -> Tuple[float, Optional[float]]:
 
 
 def spearman_note(n: int) -> str:
+  """Why Spearman's rho over n points is not given ('' when it is)."""
   if n >= MIN_SPEARMAN_N:
     return ""
   if n == 2:
