@@ -335,10 +335,6 @@ def record_label_free(trunk, dataset, split: str, *, workdir: str, cache=None,
   protocol cached are read back rather than extracted again. None when the
   trunk has no such layer or the entry is there already.
   """
-  if trunk.end_points is not None and layer not in trunk.end_points:
-    # The pixels control has no pre_logits: label-free selection ranks trunks,
-    # and the images are not one.
-    return None
   settings = resolved_settings(linear_eval.evaluate, {})
   pooling = settings["pooling"]
   done = results_lib.load(workdir).get("label_free", [])
