@@ -243,6 +243,10 @@ def test_the_four_claims(built):
           "block2 85.0 (+3.0 ± 0.7), block3 87.0 (+4.0 ± 0.7), block4 86.0 (+2.0 ± 0.7), "
           "pre_logits 85.0 (+0.5 ± 0.7); the largest gain over the random trunk is at "
           "block3; pre_logits -3.5 ± 1.0 (beyond 2 SE) from it.") in section
+  # The random trunks' own curves beside them, not judged.
+  assert ("   - Rnd (the random trunk itself), RevNet50 k=1, 512 features each: block1 "
+          "80.0, block2 82.0, block3 83.0, block4 84.0, pre_logits 84.5; the largest "
+          "top-1 is at pre_logits.") in section
   # The fits not counted, and why.
   assert ("   - Rnd, ResNet50 v2 k=1: linear 86.5 ± 0.5, MLP 55.3 ± 0.7: **below its "
           "linear probe (-31.2 ± 0.9)**, not counted") in section

@@ -255,12 +255,15 @@ def layers(main_runs: Sequence[Run], runs: Sequence[Run]) -> List[str]:
   same layer (scored alike: same pooled size), then where pre_logits stands."""
   claim = "The best layer: ResNet pre_logits stay good, VGG degrades towards the top"
   detail, outcome = [], {"ResNet": [], "VGG": []}
-  series = [s for s in layer_series(main_runs) if not s[0].is_rnd]
-  for run, _, entries, size in series:
+  every = layer_series(main_runs)
+  series = [s for s in every if not s[0].is_rnd]
+  # The trained runs, then the random trunks' own curves (context, not judged).
+  for run, _, entries, size in series + [s for s in every if s[0].is_rnd]:
     names = in_order(entries, LAYER_ORDER)
-    gains = {l: gain(entries[l], baselines.controls_for(runs, run, entries[l])["random"])
-             for l in names}
-    judged = {l: g for l, g in gains.items() if g is not None}
+    judged = {} if run.is_rnd else {
+        l: g for l in names
+        for g in [gain(entries[l], baselines.controls_for(runs, run, entries[l])["random"])]
+        if g is not None}
     by = "gain over the random trunk" if "pre_logits" in judged else "top-1"
     scores = judged if "pre_logits" in judged else {
         l: (entries[l]["top1"], controls_lib.standard_error(entries[l])) for l in names}
@@ -272,21 +275,22 @@ def layers(main_runs: Sequence[Run], runs: Sequence[Run]) -> List[str]:
                                            if l in judged and judged[l][1] else "")
         for l in names)
     at = f", {size} features each" if size else ""
-    text = f"- {task_label(run.task)}, {run.label()}{at}: {parts}; the largest {by} is at {best}"
+    what = "Rnd (the random trunk itself)" if run.is_rnd else task_label(run.task)
+    text = f"- {what}, {run.label()}{at}: {parts}; the largest {by} is at {best}"
     if d is not None and best != "pre_logits":
       text += f"; pre_logits {diff_text(d, se)} from it"
       sign = 0 if se is not None and abs(d) <= Z * se else -1
     else:
       sign = 1 if d is not None else None
     family = _family(str(run.info.get("architecture", "")))
-    if family and sign is not None:
+    if family and sign is not None and not run.is_rnd:
       outcome[family].append(sign)
     detail.append(text + ".")
   if not series:
     lines = [_heading(3, claim, "not decided") + " No trained run was scored at three "
              "or more layers (Fig. 5's runs: the miniature's `miniature_fig5` cells, "
              "grid `fig5`)."]
-    return lines
+    return lines + ["   " + d for d in detail]
   parts = []
   resnet, vgg = outcome["ResNet"], outcome["VGG"]
   if resnet:
