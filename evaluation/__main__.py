@@ -132,6 +132,10 @@ def _main():
   if FLAGS.hub_module:
     # A path that is not there, before TensorFlow looks for a module in it.
     hub_trunk.check_path(FLAGS.hub_module)
+    # A module names no dataset: refused before its results folder is made.
+    if not (FLAGS.dataset or results_lib.load(workdir.path)["run"].get("dataset")):
+      raise ValueError("--dataset is required with --hub_module, e.g. "
+                       "--dataset=fashion_mnist: a module names none.")
   if not FLAGS.hub_module and not workdir.exists():
     raise FileNotFoundError(
         f"No run workdir {workdir}: train one there with train_and_eval.py, or "
@@ -159,8 +163,8 @@ def _main():
       _check_checkpoint(workdir.path, FLAGS.checkpoint)
     dataset_name = FLAGS.dataset or run.get("dataset")
     if not dataset_name:
-      raise ValueError("--dataset is required with --hub_module, e.g. "
-                       "--dataset=fashion_mnist: a module names none.")
+      raise ValueError(f"{workdir.path}/results.json names no dataset: pass "
+                       f"--dataset, e.g. --dataset=fashion_mnist.")
     dataset = dataset_registry.first_present(
         dataset_name.split("|"), data_dir=FLAGS.data_dir,
         manual_dir=FLAGS.manual_dir)

@@ -104,7 +104,9 @@ def test_rankings_join_trunks_within_two_standard_errors_and_mark_them(report):
   assert ("- Rotation: linear ranks RevNet50 k=2 ≈ ResNet50 v1 k=2 > VGG19-BN k=2°; "
           "MLP differs only within 2 standard errors: ResNet50 v1 k=2 > RevNet50 k=2 "
           "> VGG19-BN k=2.") in text
-  assert "Spearman ρ(linear, MLP) over 3 runs: 0.50 (n=3, p=1)" in text
+  assert ("Spearman ρ(linear, MLP) over 3 runs (every fit that left chance; claim 4 "
+          "counts only the converged ones not below their linear probe): 0.50 (n=3, "
+          "p=1)") in text
 
 
 def test_mlp_curves_and_the_fit_that_is_not_converged(report):
@@ -112,7 +114,7 @@ def test_mlp_curves_and_the_fit_that_is_not_converged(report):
   assert "fig3_mlp_curves.png" in summary["figures"]
   assert ("Not converged (1 of 2 MLP fits: their last 20% of epochs still gained "
           "more than one standard error; train them longer before reading Fig. 3): "
-          "[run-6](#run-6) (+3.0 ± 0.3).") in text
+          "[run-6](#run-6) Rotation, ResNet50 v1 k=2 (+3.0 ± 0.3).") in text
   assert claims.still_improving(mlp(91.0, curve_of(80.0, 90.8, 91.0, 91.0, 91.0))) is None
   # SE(50%) = 0.5: a gain of 1.0 over the last epoch is not converged, 0.4 is.
   assert claims.still_improving(mlp(50.0, curve_of(49.0, 50.0))) == (1.0, 0.5)

@@ -18,7 +18,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help="skip the nearest-neighbour gallery (no TensorFlow)")
   parser.add_argument("--copy-runs", action="store_true",
                       help="copy each run's results.json, run.json and "
-                           "operative_config.gin to <out>/runs/ and link them")
+                           "operative_config.gin to <out>/runs/ and link them, "
+                           "their absolute paths replaced (<checkout>, <root>)")
   args = parser.parse_args(argv)
   try:
     summary = markdown.build_report(args.root, args.out, args.title,

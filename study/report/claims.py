@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt
 from study.report import baselines
 from study.report import controls as controls_lib
 from study.report.figures import MLP_PROTOCOLS, colour, level, panels, save
-from study.report.runs import TASK_ORDER, Run, in_order, row_label, table1_entry, task_label
+from study.report.runs import (TASK_ORDER, Run, in_order, pick, row_label, table1_entry,
+                               task_label)
 
 # "The last epochs": the final fifth of a curve's epochs (at least its last
 # two points).
@@ -42,7 +43,7 @@ def bottleneck_points(runs: Sequence[Run]
   return dict(points)
 
 
-def _axes(values: Dict) -> List[Tuple[str, int, List[Tuple[int, int]]]]:
+def axes_of(values: Dict) -> List[Tuple[str, int, List[Tuple[int, int]]]]:
   """[(axis, fixed value, [(width, size) in order])]: width at each fixed
   size, then size at each fixed width; lines of two or more points only."""
   out = []
@@ -62,13 +63,13 @@ def fig6_axes(points, fig_dir: str, runs: Sequence[Run] = ()) -> Optional[str]:
   line per representation size) and against size (one line per width); each
   model's random trunk dashed, pixels dotted; hollow: not above both controls."""
   drawn = [(key, values, axis) for key, values in sorted(points.items())
-           for axis in ("width", "size") if any(l[0] == axis for l in _axes(values))]
+           for axis in ("width", "size") if any(l[0] == axis for l in axes_of(values))]
   if not drawn:
     return None
   fig, axes = panels(len(drawn), (4.5, 3.8))
   for ax, ((dataset, task, trunk), values, axis) in zip(axes, drawn):
     pixels = set()
-    lines = [l for l in _axes(values) if l[0] == axis]
+    lines = [l for l in axes_of(values) if l[0] == axis]
     for n, (_, fixed, keys) in enumerate(lines):
       c = plt.get_cmap("tab10")(n % 10)
       x = [k[0] if axis == "width" else k[1] for k in keys]
@@ -96,7 +97,7 @@ def fig6_axes(points, fig_dir: str, runs: Sequence[Run] = ()) -> Optional[str]:
   return save(fig, fig_dir, "fig6_width_x_representation.png")
 
 
-def _step_text(a: Dict, b: Dict) -> str:
+def step_text(a: Dict, b: Dict) -> str:
   """'+1.3 ± 0.6 (exceeds 2 SE)' for b minus a, or '+1.3' without SEs."""
   diff = controls_lib.difference(b, a)
   if diff is None:
@@ -112,16 +113,16 @@ def fig6_lines(points, runs: Sequence[Run] = ()) -> List[str]:
   its random trunk's, each against 2 standard errors of the difference."""
   lines = []
   for (dataset, task, trunk), values in sorted(points.items()):
-    for axis, fixed, keys in _axes(values):
+    for axis, fixed, keys in axes_of(values):
       for a, b in zip(keys, keys[1:]):
         (run_a, e_a), (run_b, e_b) = values[a], values[b]
         step = (f"k={a[0]} → {b[0]} at size {fixed}" if axis == "width"
                 else f"size {a[1]} → {b[1]} at k={fixed}")
         text = (f"- {task_label(task)}, {row_label(trunk)} ({dataset}), {step}: "
-                f"{_step_text(e_a, e_b)}")
+                f"{step_text(e_a, e_b)}")
         rnd_a = baselines.controls_for(runs, run_a, e_a)["random"]
         rnd_b = baselines.controls_for(runs, run_b, e_b)["random"]
-        text += ("; its random trunk " + _step_text(rnd_a, rnd_b) if rnd_a and rnd_b
+        text += ("; its random trunk " + step_text(rnd_a, rnd_b) if rnd_a and rnd_b
                  else "; no random trunk of these models to compare")
         marks = [f"k={k[0]} size {k[1]}" for k in (a, b)
                  if baselines.mark_for(runs, *values[k])]
@@ -156,35 +157,90 @@ def still_improving(entry: Dict) -> Optional[Tuple[float, float]]:
 
 
 def mlp_curves(runs: Sequence[Run]) -> List[Tuple[Run, Dict]]:
-  """[(run, MLP entry with a curve)] of the trained runs' pre_logits MLP fits."""
-  out = []
+  """[(run, MLP entry with a curve)] of the runs' pre_logits MLP fits: each
+  run's own trunk's, and each pixels fit once (a control's fit can fail too)."""
+  out, pixels = [], set()
   for run in runs:
     for e in run.evaluations:
-      if (e["protocol"] in MLP_PROTOCOLS and e["layer"] == "pre_logits"
-          and any("top1" in c for c in e.get("curve") or [])
-          and e["trunk"] == f"trained@{run.steps}" and e["dataset"] == run.dataset):
+      if (e["protocol"] not in MLP_PROTOCOLS
+          or not any("top1" in c for c in e.get("curve") or [])
+          or e["dataset"] != run.dataset):
+        continue
+      if e["trunk"] == "pixels":
+        key = (e["protocol"], e["dataset"], e.get("eval_split"), e.get("fraction", 1.0))
+        if key not in pixels:
+          pixels.add(key)
+          out.append((run, e))
+      elif e["layer"] == "pre_logits" and e["trunk"] == f"trained@{run.steps}":
         out.append((run, e))
   return out
 
 
+def curve_group(run: Run, entry: Dict) -> str:
+  """A fit's panel: its run's task, 'pixels' for the pixels control."""
+  return "pixels" if entry["trunk"] == "pixels" else run.task
+
+
+def fit_label(run: Run, entry: Dict) -> str:
+  """'Rotation, ResNet50 v2 k=1' or 'pixels' (the fit's trunk)."""
+  if entry["trunk"] == "pixels":
+    return "pixels"
+  return f"{task_label(run.task)}, {run.label()}"
+
+
+def linear_of(run: Run, entry: Dict) -> Optional[Dict]:
+  """The L-BFGS entry of the same trunk, layer, dataset, split and fraction
+  as an MLP entry: what its MLP should at least match."""
+  return pick(run.evaluations, prefer_splits=(entry.get("eval_split"),),
+              protocol="linear_lbfgs", trunk=entry["trunk"], layer=entry["layer"],
+              dataset=entry["dataset"], fraction=float(entry.get("fraction", 1.0)),
+              settings=lambda s: not (s or {}).get("pool_to_features"))
+
+
+def below_linear(lin: Optional[Dict], mlp: Dict) -> Optional[Tuple[float, float]]:
+  """(MLP minus linear top-1, SE of the difference) when the MLP is below its
+  linear probe beyond Z standard errors: an MLP head can fit what a linear
+  one does, so it was not trained enough. None otherwise or without SEs."""
+  diff = controls_lib.difference(mlp, lin) if lin else None
+  if diff is None or diff[0] >= -controls_lib.Z * diff[1]:
+    return None
+  return diff
+
+
+def mlp_problem(lin: Optional[Dict], mlp: Dict) -> Optional[str]:
+  """Why an MLP fit is not counted in a claim: failed (never left chance), not
+  converged (still_improving), below its linear probe; None for a usable fit."""
+  if controls_lib.failed_fit(mlp) or (lin and controls_lib.failed_fit(lin)):
+    return "failed (never left chance)"
+  late = still_improving(mlp)
+  if late:
+    return f"not converged ({late[0]:+.1f} over its last epochs)"
+  low = below_linear(lin, mlp)
+  if low:
+    return f"below its linear probe ({low[0]:+.1f} ± {low[1]:.1f})"
+  return None
+
+
 def fig3_curves(curves, fig_dir: str) -> Optional[str]:
-  """Top-1 against epoch of every MLP fit, one panel per task; dashed: not
-  converged (still_improving), thin grey: a failed fit."""
+  """Top-1 against epoch of every MLP fit, one panel per task (and one for
+  the pixels); dashed: not converged or below its linear probe
+  (mlp_problem), grey: a failed fit."""
   if not curves:
     return None
-  tasks = in_order((r.task for r, _ in curves), TASK_ORDER)
-  fig, axes = panels(len(tasks), (4.5, 3.6))
-  for ax, task in zip(axes, tasks):
+  groups = in_order((curve_group(r, e) for r, e in curves), TASK_ORDER)
+  fig, axes = panels(len(groups), (4.5, 3.6))
+  for ax, group in zip(axes, groups):
     for run, e in curves:
-      if run.task != task:
+      if curve_group(run, e) != group:
         continue
       failed = controls_lib.failed_fit(e)
       curve = [c for c in e["curve"] if "top1" in c]
+      label = run.label() if group != "pixels" else "pixels"
       ax.plot([c["epoch"] for c in curve], [c["top1"] for c in curve],
-              ls="--" if still_improving(e) else "-", marker=".",
-              color="grey" if failed else colour(run.trunk),
-              label=f"{run.anchor}: {run.label()}" + (" (failed)" if failed else ""))
-    ax.set_title(task_label(task))
+              ls="--" if mlp_problem(linear_of(run, e), e) else "-", marker=".",
+              color="grey" if failed else "k" if group == "pixels" else colour(run.trunk),
+              label=f"{run.anchor}: {label}" + (" (failed)" if failed else ""))
+    ax.set_title("Pixels (control)" if group == "pixels" else task_label(group))
     ax.set_xlabel("epoch")
     ax.set_ylabel("MLP top-1 %")
     ax.legend(fontsize=7)
@@ -192,16 +248,33 @@ def fig3_curves(curves, fig_dir: str) -> Optional[str]:
 
 
 def convergence_lines(curves) -> List[str]:
-  """The report's verdict on the MLP fits' convergence."""
+  """The report's verdict on the MLP fits: converged, and not below their
+  linear probes."""
   if not curves:
     return []
-  late = [(run, still_improving(e)) for run, e in curves
-          if not controls_lib.failed_fit(e) and still_improving(e)]
+  usable = [(run, e) for run, e in curves if not controls_lib.failed_fit(e)]
+  late = [(run, e, still_improving(e)) for run, e in usable if still_improving(e)]
+  low = [(run, e, below_linear(linear_of(run, e), e)) for run, e in usable
+         if not still_improving(e) and below_linear(linear_of(run, e), e)]
+  lines = []
   if not late:
-    return [f"All {len(curves)} MLP fits with a curve converged (no gain over their "
-            f"last {CONVERGENCE_TAIL:.0%} of epochs above one standard error)."]
-  return [f"Not converged ({len(late)} of {len(curves)} MLP fits: their last "
-          f"{CONVERGENCE_TAIL:.0%} of epochs still gained more than one standard "
-          "error; train them longer before reading Fig. 3): "
-          + ", ".join(f"[{r.anchor}](#{r.anchor}) ({g:+.1f} ± {se:.1f})"
-                      for r, (g, se) in late) + "."]
+    lines.append(f"All {len(curves)} MLP fits with a curve converged (no gain over "
+                 f"their last {CONVERGENCE_TAIL:.0%} of epochs above one standard "
+                 "error).")
+  else:
+    lines.append(
+        f"Not converged ({len(late)} of {len(curves)} MLP fits: their last "
+        f"{CONVERGENCE_TAIL:.0%} of epochs still gained more than one standard "
+        "error; train them longer before reading Fig. 3): "
+        + ", ".join(f"[{r.anchor}](#{r.anchor}) {fit_label(r, e)} ({g:+.1f} ± {se:.1f})"
+                    for r, e, (g, se) in late) + ".")
+  if low:
+    lines.append(
+        f"Below their linear probe ({len(low)} of {len(curves)} MLP fits, beyond "
+        f"{controls_lib.Z:g} standard errors: an MLP head can fit what a linear one "
+        "does, so these stopped short, e.g. at a learning-rate decay; not counted in "
+        "the claims): " + ", ".join(
+            f"[{r.anchor}](#{r.anchor}) {fit_label(r, e)} ({e['top1']:.1f} vs "
+            f"{linear_of(r, e)['top1']:.1f}: {d:+.1f} ± {se:.1f})"
+            for r, e, (d, se) in low) + ".")
+  return lines

@@ -109,6 +109,9 @@ def entry_text(entry: Optional[Dict]) -> str:
 
 def count_line(verdicts: Sequence[Optional[bool]]) -> str:
   """The report's opening line: 'N of M trained cells beat both controls'."""
+  if not verdicts:
+    return ("**No trained cell to judge yet**: only the baselines (Rnd, Supervised) "
+            "have a Table 1 entry.")
   beat = sum(v is True for v in verdicts)
   unknown = sum(v is None for v in verdicts)
   line = (f"**{beat} of {len(verdicts)} trained cells beat both controls** "

@@ -30,9 +30,19 @@ def _marker(task: str) -> str:
   return markers[order.index(task) % len(markers)] if task in order else "X"
 
 
+# Panels per row: the miniature's seven tasks in one row would be unreadable.
+MAX_COLUMNS = 4
+
+
 def panels(n: int, size=(4.5, 3.6)):
-  fig, axes = plt.subplots(1, n, figsize=(size[0] * n, size[1]), squeeze=False)
-  return fig, list(axes[0])
+  """(figure, n axes) in rows of up to MAX_COLUMNS, each panel `size` inches."""
+  columns = min(n, MAX_COLUMNS)
+  rows = -(-n // columns)
+  fig, axes = plt.subplots(rows, columns, figsize=(size[0] * columns, size[1] * rows),
+                           squeeze=False)
+  for ax in axes.flat[n:]:
+    ax.set_visible(False)
+  return fig, list(axes.flat[:n])
 
 
 def save(fig, fig_dir: str, name: str) -> str:
@@ -175,8 +185,9 @@ def ranking_lines(pairs, runs: Sequence[Run] = ()) -> List[str]:
     else:
       opposite = any(_resolved(a, b, 1) * _resolved(a, b, 2) < 0
                      for a in group for b in group if a is not b)
-      line += ("differs: " if opposite else f"differs only within {controls_lib.Z:g} standard errors: "
-               ) + _ranked(group, 2, marks) + "."
+      line += ("differs: " if opposite else
+               f"differs only within {controls_lib.Z:g} standard errors: ") + _ranked(
+                   group, 2, marks) + "."
     lines.append(line)
   return lines
 

@@ -3,11 +3,13 @@ appendix of every run. TF-free unless the gallery is asked for."""
 import glob
 import os
 import re
-import shutil
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from study.report import controls as controls_lib
 from study.report import claims
+from study.report import controls as controls_lib
+from study.report import headline
+from study.report import paper_claims
+from study.report import paths
 from study.report.figures import (fig2_best_width, fig3_linear_vs_mlp, fig4_pretext,
                                   fig5_layers, fig7_low_data, fig8_curves, layer_series,
                                   low_data_series, mlp_pairs, ranking_lines)
@@ -24,7 +26,8 @@ def portable(command: str, run: Run) -> str:
   The interpreter becomes `python`; paths inside the checkout that ran it
   (the directory of its program) become relative to that checkout, which is
   where the command runs from; a workdir elsewhere is named under `<root>`,
-  the sweep root. Other paths (e.g. --data_dir) stay as recorded.
+  the sweep root. Other paths (e.g. --data_dir) are left to paths.Scrubber,
+  which build_report applies to the whole report.
   """
   words = command.split(" ")
   if words and os.path.isabs(words[0]) and os.path.basename(words[0]).startswith(
@@ -114,7 +117,7 @@ def tables_section(runs: Sequence[Run]) -> Tuple[List[str], List, int]:
                f"{'Places' if target.startswith('places') else 'Transfer'} table: "
                f"{target} (trunks trained on {source})")
     lines += [f"## {heading}", "", format_grid(cells), ""]
-    lines += [f"{n}  " for n in grid_notes(cells)] + [""]  # "  ": a line break
+    lines += [f"{n}  " for n in grid_notes(cells, runs)] + [""]  # "  ": a line break
     count += 1
   for source in sorted({r.dataset for r in runs}):
     text = table2(runs, source)
@@ -173,7 +176,7 @@ def figures_section(runs: Sequence[Run], tables, fig_dir: str, out: str
          "best width per task, one panel per table.", "no Table 1 cells.")
   # Figures 3 to 7 compare the runs of one dataset: the one with most runs.
   own = sorted({r.dataset for r in runs})
-  main = max(own, key=lambda d: (sum(r.dataset == d for r in runs), -own.index(d)))
+  main = main_dataset(runs)
   main_runs = table_runs(runs, main)
   if len(own) > 1:
     lines += [f"Figures 3 to 7 show the runs trained on {main}.", ""]
@@ -192,17 +195,23 @@ def figures_section(runs: Sequence[Run], tables, fig_dir: str, out: str
     lines += ["Failed fits (never left chance; in no point, correlation or ranking): "
               + ", ".join(f"[{r.anchor}](#{r.anchor})" for r in failed) + ".", ""]
   if pairs:
-    lines += [f"Spearman ρ(linear, MLP) over {len(pairs)} runs: " + rho_text(
-        [p[1] for p in pairs], [p[2] for p in pairs], len(pairs)), ""]
-    lines += ranking_lines(pairs, runs) + [
-        "", f"≈: within {controls_lib.Z:g} standard errors of the next (their order "
-        f"is not told apart); {controls_lib.MARK}: not above both controls under that "
-        "protocol.", ""]
+    lines += [f"Spearman ρ(linear, MLP) over {len(pairs)} runs (every fit that left "
+              "chance; claim 4 counts only the converged ones not below their linear "
+              "probe): " + rho_text([p[1] for p in pairs], [p[2] for p in pairs],
+                                    len(pairs)), ""]
+    rankings = ranking_lines(pairs, runs)
+    if rankings:
+      lines += rankings + [
+          "", f"≈: within {controls_lib.Z:g} standard errors of the next (their order "
+          f"is not told apart); {controls_lib.MARK}: not above both controls under that "
+          "protocol.", ""]
   curves = claims.mlp_curves(main_runs)
   figure(claims.fig3_curves(curves, fig_dir), "Fig. 3 (curves): each MLP fit's "
-         "top-1 % on its evaluated split by epoch, one panel per task; dashed: not "
-         f"converged (its last {claims.CONVERGENCE_TAIL:.0%} of epochs gained more than "
-         "one standard error); grey: a failed fit.", "needs MLP entries with a "
+         "top-1 % on its evaluated split by epoch, one panel per task and one for the "
+         "pixels; dashed: not converged (its last "
+         f"{claims.CONVERGENCE_TAIL:.0%} of epochs gained more than one standard error) "
+         f"or below its linear probe by more than {controls_lib.Z:g} standard errors; "
+         "grey: a failed fit.", "needs MLP entries with a "
          "`curve` (the SGD heads record one).")
   lines += claims.convergence_lines(curves) + ([""] if curves else [])
   points = selection_points(runs, main)
@@ -255,15 +264,46 @@ def figures_section(runs: Sequence[Run], tables, fig_dir: str, out: str
   return lines, names
 
 
-def copy_run_files(runs: Sequence[Run], out: str) -> None:
+def copy_run_files(runs: Sequence[Run], out: str, scrub: paths.Scrubber) -> None:
   """Copies each run's small files to <out>/runs/<rel>/ (no checkpoints or
-  features), so a report can be shared or committed with what it was built from."""
+  features), so a report can be shared or committed with what it was built
+  from; every absolute path in them becomes a placeholder (paths.Scrubber).
+  Copies of runs no longer in the sweep are removed (as old figures are)."""
+  names = {name for name, _ in workdir_lib.Workdir(out).run_files()}
+  keep = {os.path.normpath(run.rel) for run in runs}
+  copies = os.path.join(out, "runs")
+  for path, _, files in sorted(os.walk(copies), reverse=True):  # leaves first
+    rel = os.path.normpath(os.path.relpath(path, copies))
+    if rel not in keep:
+      for name in names & set(files):
+        os.remove(os.path.join(path, name))
+    if path != copies and not os.listdir(path):
+      os.rmdir(path)
   for run in runs:
     dest = os.path.join(out, "runs", run.rel)
     os.makedirs(dest, exist_ok=True)
     for name, path in workdir_lib.Workdir(run.path).run_files():
       if os.path.exists(path):
-        shutil.copyfile(path, os.path.join(dest, name))
+        with open(path) as f:
+          text = scrub(f.read())
+        with open(os.path.join(dest, name), "w") as f:
+          f.write(text)
+
+
+def main_dataset(runs: Sequence[Run]) -> str:
+  """The dataset Figures 3 to 7 and the claims compare: the one most runs
+  were trained on (the first by name among equals)."""
+  own = sorted({r.dataset for r in runs})
+  return max(own, key=lambda d: (sum(r.dataset == d for r in runs), -own.index(d)))
+
+
+def scrubber_of(runs: Sequence[Run], root: str) -> paths.Scrubber:
+  """paths.for_sweep over every command the runs recorded."""
+  commands = [(c, run.rel) for run in runs
+              for c in [run.meta.get("command")] + [
+                  i.get("command") for i in run.meta.get("invocations", [])] if c]
+  builder = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  return paths.for_sweep(root, commands, builder)
 
 
 def build_report(root: str, out: Optional[str] = None, title: str = "Sweep report",
@@ -282,26 +322,31 @@ def build_report(root: str, out: Optional[str] = None, title: str = "Sweep repor
   if not runs:
     raise NoRuns(f"no results.json under {root} (a run directory holds one); "
                  f"is this the sweep root?")
+  scrub = scrubber_of(runs, root)
   fig_dir = os.path.join(out, "figures")
   # Figures of an earlier build whose data are gone must not linger.
   for old in glob.glob(os.path.join(fig_dir, "fig[0-9]_*.png")) + glob.glob(
       os.path.join(fig_dir, "gallery_*.png")):
     os.remove(old)
-  commits = sorted({r.meta.get("git_commit", "unknown") for r in runs})
   own = sorted({r.dataset for r in runs})
   transfer = sorted({e["dataset"] for r in runs for e in r.evaluations} - set(own))
-  # Relative to the report: a committed report names no path of the machine
-  # it was built on.
   table_lines, tables, n_tables = tables_section(runs)
-  verdicts = [c.verdict for source, target, cells in tables if source == target
-              for (_, task, _), c in sorted(cells.items()) if c.controls]
-  lines = [f"# {title}", "", controls_lib.count_line(verdicts), "",
-           f"- sweep root: `{os.path.relpath(root, out)}`",
-           f"- runs read: {len(runs)}",
-           f"- commits: {', '.join(f'`{c}`' for c in commits)}",
-           f"- datasets: trained on {', '.join(own)}"
-           + (f"; transfer evaluations on {', '.join(transfer)}" if transfer else "")]
+  main = main_dataset(runs)
+  main_cells = next((cells for source, target, cells in tables
+                     if source == target == main), {})
+  # Relative to the report when the root is the report's folder or under it;
+  # else a placeholder: a committed report names no path of the machine.
+  rel_root = os.path.relpath(root, out)
+  lines = [f"# {title}", ""] + headline.opening(tables, runs) + [
+      "- sweep root: " + (f"`{rel_root}`" if not rel_root.startswith("..") else
+                          f"`{paths.ROOT}`" + (" (its runs' files are copied to "
+                                               "`runs/`)" if copy_runs else "")),
+      f"- runs read: {len(runs)}",
+      headline.commits_line(runs),
+      f"- datasets: trained on {', '.join(own)}"
+      + (f"; transfer evaluations on {', '.join(transfer)}" if transfer else "")]
   lines += [f"- problem: {p}" for p in problems] + [""]
+  lines += paper_claims.claims_section(main_cells, table_runs(runs, main), runs, main)
   figure_lines, figures = figures_section(runs, tables, fig_dir, out)
   lines += table_lines + figure_lines
   if with_gallery:
@@ -312,11 +357,11 @@ def build_report(root: str, out: Optional[str] = None, title: str = "Sweep repor
     figures += sorted(os.path.basename(p) for p in
                       glob.glob(os.path.join(fig_dir, "gallery_*.png")))
   if copy_runs:
-    copy_run_files(runs, out)
+    copy_run_files(runs, out, scrub)
   lines += appendix(runs, files_dir="runs" if copy_runs else None)
   os.makedirs(out, exist_ok=True)
   path = os.path.join(out, "report.md")
   with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+    f.write(scrub("\n".join(lines) + "\n"))
   return dict(runs=len(runs), tables=n_tables, figures=figures, report=path)
 

@@ -208,8 +208,10 @@ def table1_entry(run: Run, dataset: Optional[str] = None,
                  protocols: Sequence[str] = ("linear_lbfgs",)) -> Optional[Dict]:
   """The Table 1 metric's entry: linear, pre_logits, all labels, the run's trunk."""
   for protocol in protocols:
+    # Not Fig. 5's pre_logits pooled to an equal dimension: another number.
     e = pick(run.evaluations, protocol=protocol, layer="pre_logits", fraction=1.0,
-             trunk=f"trained@{run.steps}", dataset=dataset or run.dataset)
+             trunk=f"trained@{run.steps}", dataset=dataset or run.dataset,
+             settings=lambda s: not (s or {}).get("pool_to_features"))
     if e:
       return e
   return None

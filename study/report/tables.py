@@ -77,7 +77,8 @@ def grid_cells(runs: Sequence[Run], source: str, target: str
       continue  # a dedicated Rnd run (or an earlier run's baseline) wins
     for protocol in protocols:
       e = pick(run.evaluations, protocol=protocol, layer="pre_logits", fraction=1.0,
-               dataset=target, trunk=lambda t: str(t).startswith("random_init"))
+               dataset=target, trunk=lambda t: str(t).startswith("random_init"),
+               settings=lambda s: not (s or {}).get("pool_to_features"))
       if e:
         cells[key] = Cell(e["top1"], run, e, mark="†")
         break
@@ -151,15 +152,17 @@ def format_grid(cells: Dict[Tuple[str, str, int], Cell]) -> str:
   return "\n".join(lines)
 
 
-def grid_notes(cells) -> List[str]:
+def grid_notes(cells, runs: Sequence[Run] = ()) -> List[str]:
   used = sorted({(c.entry["protocol"], c.entry.get("eval_split"))
                  for c in cells.values()})
   notes = ["Top-1 % of " + ", ".join(f"`{p}` on `{s}`" for p, s in used) +
            " (pre_logits, all labels, the run's final trunk). **Bold**: best trunk "
            "of the column; <u>underlined</u>: the row's best pretext task (its best "
            f"width). {MISSING}: no run."]
+  # A baseline's cell has no controls of its own: the pixels scored like it.
   pixels = {(e["protocol"], e.get("eval_split")): e for c in cells.values()
-            for e in [c.controls.get("pixels")] if e}
+            for e in [c.controls.get("pixels") or baselines.pixels_of(runs, c.run, c.entry)]
+            if e}
   notes.append(
       "Controls: " + ("; ".join(
           f"pixels {controls_lib.entry_text(e)} (`{p}` on `{s}`)"
