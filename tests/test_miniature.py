@@ -87,6 +87,7 @@ def test_each_task_config_is_the_miniature_protocol(task, clean_gin):
   assert steps == dict(random_init=0, rotation=1719, exemplar=1719,
                        supervised=2579).get(task, 1290)
   assert train("optimizer") == "sgd"
+  assert train("steps_per_loop") == 20  # a stop is answered within minutes
   if task != "random_init":
     # Warm-up and decays at the protocol's 5, 15 and 25 of 35 epochs.
     assert [train("warmup_epochs")] + list(train("decay_epochs")) == pytest.approx(
