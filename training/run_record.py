@@ -192,6 +192,7 @@ class RunRecord:
     self.experiment, self.strategy = experiment, strategy
     self.overwrite_config = overwrite_config
     self.started = None
+    self._recorded = False  # start() wrote this invocation to run.json
 
   def __enter__(self) -> "RunRecord":
     self.started = _now()
@@ -200,7 +201,11 @@ class RunRecord:
   def __exit__(self, kind, error, traceback) -> bool:
     if kind is not None and issubclass(kind, preemption.Preempted):
       self._write(_now(), status=f"preempted: {error}")
-    elif kind is not None and issubclass(kind, FloatingPointError):
+    elif kind is not None and (issubclass(kind, FloatingPointError) or (
+        self._recorded and issubclass(kind, Exception))):
+      # Once the invocation is on record, any error ends it as failed: a
+      # 'running' left behind would read as a live run to the next reader.
+      # Before that (bad input), run.json stays as it was.
       self._write(_now(), status=f"failed: {error}")
     return False
 
@@ -216,6 +221,7 @@ class RunRecord:
     the results they invalidate: evaluation/results.py set_aside)."""
     changed = check_model_config(self.workdir.path, config, self.overwrite_config)
     self._write(config=dict(config))
+    self._recorded = True
     return changed
 
   def write_operative_config(self) -> None:
