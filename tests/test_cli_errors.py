@@ -11,13 +11,13 @@ import sys
 
 import pytest
 
+import cli
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = "--config=configs/demo_fashion_mnist.gin"
+DEMO = cli.DEMO
 
 
-def _cli(args, timeout=600):
-  return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True,
-                        text=True, timeout=timeout)
+_cli = cli.run
 
 
 def _bad_input(proc, message):

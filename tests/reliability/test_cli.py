@@ -3,18 +3,15 @@ line naming the fix, status 2, no traceback and nothing trained; a setting
 that failed never refuses its own correction."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEMO = "--config=configs/demo_fashion_mnist.gin"
+import cli
+
+DEMO = cli.DEMO
 
 
-def _cli(args, timeout=600):
-  return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True,
-                        text=True, timeout=timeout)
+_cli = cli.run
 
 
 def _one_line(proc, message):
