@@ -31,12 +31,17 @@ def _start():
     proc.wait()
     raise RuntimeError("cli_zygote.py did not start: " + open(log.name).read()[-3000:])
   _zygote = proc
-
-  def stop():
-    proc.stdin.close()
-    proc.wait(timeout=60)
-
   atexit.register(stop)
+
+
+def stop():
+  """Ends the zygote, if started, and waits for it (its commands' CPU time then
+  counts as this process's children's)."""
+  global _zygote
+  if _zygote is not None:
+    _zygote.stdin.close()
+    _zygote.wait(timeout=60)
+    _zygote = None
 
 
 def run(args, timeout=600):
