@@ -79,3 +79,10 @@ def pytest_collection_modifyitems(session, config, items):
     return 1 if str(item.path).endswith(LONG_FILES) else 2
 
   items.sort(key=rank)  # stable: a file's tests keep their order
+
+
+def pytest_sessionfinish(session, exitstatus):
+  """Each (xdist worker) process waits for its CLI zygote (tests/cli.py)."""
+  del session, exitstatus
+  import cli  # pylint: disable=g-import-not-at-top
+  cli.stop()

@@ -11,13 +11,18 @@ import sys
 
 import pytest
 
+import cli
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = "--config=configs/demo_fashion_mnist.gin"
+DEMO = cli.DEMO
+# The demo at 16 px (a quarter of its work per step) where a test needs steps and
+# checkpoints of a real run, not the demo's image size.
+SMALL_IMAGES = [
+    "--gin_bindings=rotation.pp_train = 'decode|resize(16)|value_range(-1, 1)|rotate'",
+    "--gin_bindings=rotation.pp_representation = 'decode|resize(16)|value_range(-1, 1)'"]
 
 
-def _cli(args, timeout=600):
-  return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True,
-                        text=True, timeout=timeout)
+_cli = cli.run
 
 
 def _bad_input(proc, message):
@@ -80,7 +85,7 @@ def test_sigterm_saves_exits_75_and_the_rerun_resumes(tmp_path):
           "--gin_bindings=train.epochs = 0.05", "--gin_bindings=train.steps_per_loop = 2",
           "--gin_bindings=experiment.linear_eval_enabled = False",
           "--gin_bindings=experiment.evaluate_random_init = False",
-          "--gin_bindings=hub_export.enabled = False"]
+          "--gin_bindings=hub_export.enabled = False", *SMALL_IMAGES]
   proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
   try:
@@ -208,7 +213,7 @@ def test_kill_9_at_random_moments_loses_at_most_a_checkpoint_interval(tmp_path):
           "--gin_bindings=train.checkpoint_secs = 0",
           "--gin_bindings=experiment.linear_eval_enabled = False",
           "--gin_bindings=experiment.evaluate_random_init = False",
-          "--gin_bindings=hub_export.enabled = False"]
+          "--gin_bindings=hub_export.enabled = False", *SMALL_IMAGES]
   rng = random.Random(0)
   ckpt_dir = os.path.join(workdir, "checkpoints")
   last = 0

@@ -158,7 +158,12 @@ def test_a_real_sweep_skips_resumes_and_goes_on_after_a_failure(tmp_path):
   extra = ["--", "--gin_bindings=train.epochs = 0",
            "--gin_bindings=experiment.evaluate_random_init = False",
            "--gin_bindings=linear_eval.l2_grid = [1e-3]",
-           "--gin_bindings=linear_eval.max_iter = 60"]
+           "--gin_bindings=linear_eval.max_iter = 60",
+           # Both cells' runs at 16 px (a quarter of the demo trunk's work per
+           # image): the sweep's skip / resume / go-on needs runs, not their size.
+           "--gin_bindings=supervised.pp_train = 'decode|resize(16)|value_range(-1, 1)'",
+           "--gin_bindings=supervised.pp_representation = "
+           "'decode|resize(16)|value_range(-1, 1)'"]
   grid = ["fashion_mnist", "--root", str(root), "--match", "random_init|supervised"]
   # A corrupt results.json makes the supervised run fail; the sweep goes on.
   broken = root / "fashion_mnist" / "supervised"

@@ -7,14 +7,13 @@ last ReLU, ResNet v1 and v2, VGG19-BN on 64 px patches, the random baseline.
 """
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import cli
+
 CLASSES = ("a", "b", "c")
 
 CELLS = [
@@ -43,11 +42,9 @@ def image_root(tmp_path_factory):
 
 
 def _train_and_eval(config, workdir, bindings, data_dir):
-  proc = subprocess.run(
-      [sys.executable, "train_and_eval.py", f"--config={config}",
-       f"--workdir={workdir}", f"--data_dir={data_dir}"]
-      + [f"--gin_bindings={b}" for b in bindings],
-      cwd=ROOT, capture_output=True, text=True, timeout=900)
+  proc = cli.run(["train_and_eval.py", f"--config={config}", f"--workdir={workdir}",
+                  f"--data_dir={data_dir}"] + [f"--gin_bindings={b}" for b in bindings],
+                 timeout=900)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   return proc.stdout
 
@@ -120,11 +117,9 @@ def test_a_cell_is_also_scored_on_a_transfer_dataset_that_is_present(
 
 
 def test_an_unknown_transfer_dataset_fails_before_training(tmp_path):
-  proc = subprocess.run(
-      [sys.executable, "train_and_eval.py",
-       "--config=configs/rotation/imagenet_revnet50_k4.gin",
-       f"--workdir={tmp_path}", "--gin_bindings=experiment.transfer_datasets = ['sun397']"],
-      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  proc = cli.run(["train_and_eval.py", "--config=configs/rotation/imagenet_revnet50_k4.gin",
+                  f"--workdir={tmp_path}",
+                  "--gin_bindings=experiment.transfer_datasets = ['sun397']"], timeout=300)
   assert proc.returncode != 0
   assert "Unknown dataset 'sun397'; use one of" in proc.stderr
   assert not os.path.exists(tmp_path / "checkpoints")
@@ -139,11 +134,9 @@ def test_the_evaluation_cli_scores_a_supervised_trunk_on_another_dataset(
   bindings = _small(image_root, "supervised") + ["experiment.transfer_datasets = []"]
   _train_and_eval("configs/supervised/imagenet_resnet50_v2_k4.gin", workdir,
                   bindings, str(tmp_path / "tfds"))
-  proc = subprocess.run(
-      [sys.executable, "-m", "evaluation", f"--workdir={workdir}",
-       f"--dataset=image_folder:{other}", "--protocol=linear_lbfgs",
-       "--gin_bindings=linear_eval.l2_grid = [1e-3]"],
-      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  proc = cli.run(["-m", "evaluation", f"--workdir={workdir}",
+                  f"--dataset=image_folder:{other}", "--protocol=linear_lbfgs",
+                  "--gin_bindings=linear_eval.l2_grid = [1e-3]"], timeout=600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   with open(os.path.join(workdir, "results.json")) as f:
     entries = json.load(f)["evaluations"]

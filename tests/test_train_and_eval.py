@@ -2,14 +2,14 @@
 import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import cli
+
+ROOT = cli.ROOT
 
 CONFIG = """
 experiment.task = 'rotation'
@@ -46,9 +46,7 @@ def _make_folder(root, per_class=10):
 
 
 def _run(args):
-  return subprocess.run([sys.executable, os.path.join(ROOT, "train_and_eval.py")]
-                        + args, capture_output=True, text=True, cwd=ROOT,
-                        timeout=900)
+  return cli.run([os.path.join(ROOT, "train_and_eval.py")] + args, timeout=900)
 
 
 @pytest.mark.slow
@@ -123,9 +121,8 @@ def test_train_and_eval_writes_the_workdir_contract_and_resumes(tmp_path):
   # The report builder on this real run: its Table 1 cell, linked to the run,
   # and a nearest-neighbour gallery read from its feature cache.
   report_out = tmp_path / "report"
-  proc = subprocess.run([sys.executable, "-m", "study.report",
-                         str(tmp_path), "--out", str(report_out)],
-                        capture_output=True, text=True, cwd=ROOT, timeout=600)
+  proc = cli.run(["-m", "study.report", str(tmp_path), "--out", str(report_out)],
+                 timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = (report_out / "report.md").read_text()
   # One trunk: nothing to bold; the random trunk evaluated inside the run fills

@@ -32,10 +32,41 @@ def _variables(trainer):
   return {v.path: v.numpy() for v in trainer.model.variables}
 
 
+def _strategy(replicas):
+  return strategies.two_replicas() if replicas == 2 else tf.distribute.get_strategy()
+
+
 @pytest.fixture(autouse=True)
 def _clear_gin():
   yield
   gin.clear_config()
+
+
+@pytest.fixture(scope="module")
+def one_step(tmp_path_factory):
+  """(model name, replicas) -> a trainer one step in, saved at step 1.
+
+  Each with its variables before and after the step and its optimizer's state:
+  the step test compares the two strategies' steps, the checkpoint test restores
+  the same saved step on the other strategy, so each model is built and traced
+  once per strategy in the module.
+  """
+  done = {}
+
+  def get(model_name, replicas):
+    if (model_name, replicas) not in done:
+      workdir = tmp_path_factory.mktemp(f"{model_name}_{replicas}")
+      trainer = _trainer(workdir, _strategy(replicas), model_name)
+      before = _variables(trainer)
+      trainer.loop.train(1)
+      trainer.loop.save()
+      done[model_name, replicas] = dict(
+          workdir=workdir, before=before, after=_variables(trainer),
+          optimizer_state=[v.numpy() for v in trainer.optimizer.variables])
+      gin.clear_config()
+    return done[model_name, replicas]
+
+  return get
 
 
 # Batch norm across replicas takes the variance in two passes (models/
@@ -56,7 +87,7 @@ def _clear_gin():
 # replica at 32 px) measured 0.5% of its step.
 @pytest.mark.parametrize("model_name,step_fraction", [("resnet50_v2", 5e-2),
                                                       ("revnet50", 5e-2)])
-def test_two_replicas_take_the_single_replica_step(tmp_path, model_name,
+def test_two_replicas_take_the_single_replica_step(one_step, model_name,
                                                    step_fraction):
   # A global batch of 8 split 4 + 4 across two replicas (synchronized BN,
   # loss averaged over the global batch, gradients summed) must move every
@@ -64,15 +95,11 @@ def test_two_replicas_take_the_single_replica_step(tmp_path, model_name,
   # One step: on 16 noise images with BN over 32 inputs a 1e-6 change of the
   # weights grows to 4e-3 in the next step (measured on one replica), so
   # later steps cannot be compared to 1e-5 whatever the strategy.
-  single = _trainer(tmp_path / "one", tf.distribute.get_strategy(), model_name)
-  before = _variables(single)
-  single.loop.train(1)
-  expected = _variables(single)
-  mirrored = _trainer(tmp_path / "two", strategies.two_replicas(), model_name)
-  for path, value in _variables(mirrored).items():
+  single, mirrored = one_step(model_name, 1), one_step(model_name, 2)
+  before, expected = single["before"], single["after"]
+  for path, value in mirrored["before"].items():
     np.testing.assert_array_equal(value, before[path], err_msg=path)
-  mirrored.loop.train(1)
-  got = _variables(mirrored)
+  got = mirrored["after"]
   assert sorted(got) == sorted(expected)
   moved = [p for p in expected if not np.array_equal(expected[p], before[p])]
   assert any("moving" in p for p in moved) and len(moved) > len(expected) // 2
@@ -86,21 +113,15 @@ def test_two_replicas_take_the_single_replica_step(tmp_path, model_name,
 
 @pytest.mark.parametrize("save_on,restore_on", [(2, 1), (1, 2)])
 def test_a_checkpoint_of_n_replicas_restores_on_m_and_training_continues(
-    tmp_path, save_on, restore_on):
-  def strategy(replicas):
-    return (strategies.two_replicas() if replicas == 2
-            else tf.distribute.get_strategy())
-
-  first = _trainer(tmp_path, strategy(save_on), "resnet50_v2")
-  first.loop.train(1)
-  first.loop.save()
-  saved = _variables(first)
-  optimizer_state = [v.numpy() for v in first.optimizer.variables]
-  again = _trainer(tmp_path, strategy(restore_on), "resnet50_v2")
+    one_step, save_on, restore_on):
+  # The step test's saved step of ResNet50 v2 (one_step), restored in its workdir.
+  first = one_step("resnet50_v2", save_on)
+  saved = first["after"]
+  again = _trainer(first["workdir"], _strategy(restore_on), "resnet50_v2")
   assert again.restore() == 1
   for path, value in _variables(again).items():
     np.testing.assert_array_equal(value, saved[path], err_msg=path)
-  for a, b in zip(optimizer_state, again.optimizer.variables):
+  for a, b in zip(first["optimizer_state"], again.optimizer.variables):
     np.testing.assert_array_equal(a, b.numpy())
   assert again.train() == 2
   assert not any(np.array_equal(saved[p], v) for p, v in _variables(again).items()
