@@ -7,13 +7,11 @@ import pytest
 
 import cli
 
-# A random-init run (0 steps) of the demo trunk on 16 px images (a quarter of
-# the 32 px demo's work for each of the ~200k images the protocols below
-# extract); evaluation settings small enough for CI and identical wherever two
-# entries are compared.
-TRAIN_BINDINGS = ["train.epochs = 0", "experiment.evaluate_random_init = False",
-                  "rotation.pp_train = 'decode|resize(16)|value_range(-1, 1)|rotate'",
-                  "rotation.pp_representation = 'decode|resize(16)|value_range(-1, 1)'"]
+# A random-init run (0 steps) of the demo trunk at its 32 px (at 16 px the MLP
+# on 2% of the labels scored 54.8 over its floor of 50: too thin a margin for
+# other CPUs' rounding); evaluation settings small enough for CI and identical
+# wherever two entries are compared.
+TRAIN_BINDINGS = ["train.epochs = 0", "experiment.evaluate_random_init = False"]
 EVAL_BINDINGS = [
     "linear_eval.l2_grid = [1e-3]", "linear_eval.max_iter = 60",
     "sgd_eval.batch_size = 256",
