@@ -18,10 +18,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = "--config=configs/demo_fashion_mnist.gin"
 
 _zygote = None
+_log = None  # the zygote's stderr: read if it fails to start, removed at stop
 
 
 def _start():
-  global _zygote
+  global _zygote, _log
   log = tempfile.NamedTemporaryFile(prefix="cli_zygote_", suffix=".log", delete=False)
   proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "cli_zygote.py")],
                           cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -30,7 +31,7 @@ def _start():
   if not ready:
     proc.wait()
     raise RuntimeError("cli_zygote.py did not start: " + open(log.name).read()[-3000:])
-  _zygote = proc
+  _zygote, _log = proc, log.name
   atexit.register(stop)
 
 
@@ -42,6 +43,8 @@ def stop():
     _zygote.stdin.close()
     _zygote.wait(timeout=60)
     _zygote = None
+  if _log is not None and os.path.exists(_log):
+    os.unlink(_log)
 
 
 def run(args, timeout=600):
