@@ -255,6 +255,7 @@ def layers(main_runs: Sequence[Run], runs: Sequence[Run]) -> List[str]:
   same layer (scored alike: same pooled size), then where pre_logits stands."""
   claim = "The best layer: ResNet pre_logits stay good, VGG degrades towards the top"
   detail, outcome = [], {"ResNet": [], "VGG": []}
+  unplaced = {"ResNet": 0, "VGG": 0}  # runs whose every layer gain is noise
   every = layer_series(main_runs)
   series = [s for s in every if not s[0].is_rnd]
   # The trained runs, then the random trunks' own curves (context, not judged).
@@ -277,12 +278,20 @@ def layers(main_runs: Sequence[Run], runs: Sequence[Run]) -> List[str]:
     at = f", {size} features each" if size else ""
     what = "Rnd (the random trunk itself)" if run.is_rnd else task_label(run.task)
     text = f"- {what}, {run.label()}{at}: {parts}; the largest {by} is at {best}"
-    if d is not None and best != "pre_logits":
+    family = _family(str(run.info.get("architecture", "")))
+    if by.startswith("gain") and not any(
+        g_se and abs(g) > Z * g_se for g, g_se in judged.values()):
+      # No layer learned beyond the noise: which is best is the noise's choice.
+      text += (f"; no layer gains more than {Z:g} SE over the random trunk's, so "
+               "this run cannot place its best layer")
+      sign = None
+      if family and not run.is_rnd:
+        unplaced[family] += 1
+    elif d is not None and best != "pre_logits":
       text += f"; pre_logits {diff_text(d, se)} from it"
       sign = 0 if se is not None and abs(d) <= Z * se else -1
     else:
       sign = 1 if d is not None else None
-    family = _family(str(run.info.get("architecture", "")))
     if family and sign is not None and not run.is_rnd:
       outcome[family].append(sign)
     detail.append(text + ".")
@@ -299,12 +308,18 @@ def layers(main_runs: Sequence[Run], runs: Sequence[Run]) -> List[str]:
                  f"{good} of {len(resnet)} trained runs"
                  + ("" if good == len(resnet) else f", below it beyond {Z:g} SE in "
                     f"{len(resnet) - good}"))
+  elif unplaced["ResNet"]:
+    parts.append(f"ResNet: not one of {unplaced['ResNet']} trained runs gains more than "
+                 f"{Z:g} SE over its random trunk at any layer")
   else:
     parts.append("ResNet: no ResNet or RevNet run scored by layer")
   if vgg:
     worse = sum(s < 0 for s in vgg)
     parts.append(f"VGG: pre_logits below the best layer beyond {Z:g} SE in {worse} of "
                  f"{len(vgg)} trained runs")
+  elif unplaced["VGG"]:
+    parts.append(f"VGG: not one of {unplaced['VGG']} trained runs gains more than "
+                 f"{Z:g} SE over its random trunk at any layer")
   else:
     parts.append("VGG: not tested, no VGG run scored by layer")
   verdict = ("holds" if resnet and all(s >= 0 for s in resnet) and vgg
