@@ -136,7 +136,6 @@ MINIATURE_TASKS = ("random_init", "rotation", "exemplar", "relative_patch_locati
 MINIATURE_WIDTHS = (1,)
 MINIATURE_TRUNKS = ("resnet50_v2", "revnet50")
 MINIATURE_SECOND_TRUNK_TASKS = ("random_init", "supervised", "rotation")
-MINIATURE_PATCH_TASKS = PATCH_TASKS
 MINIATURE_LINEAR = ("linear_lbfgs", "pre_logits", 1.0, "val")
 MINIATURE_MLP = ("mlp_sgd_features", "pre_logits", 1.0, "val")
 MINIATURE_LAYERS = ("block1", "block2", "block3", "block4", "pre_logits")
@@ -151,7 +150,7 @@ def miniature_config(task: str) -> str:
   return f"configs/miniature/{task}.gin"
 # Fig. 6 in miniature (grid `miniature_fig6`, run after `miniature` into the
 # same root): rotation on RevNet50 with a linear bottleneck of 512 or 2048
-# (pre_logits is 2048 x k without one) at k = 1 and 2, so width at a fixed
+# (pre_logits is 512 x k without one) at k = 1 and 2, so width at a fixed
 # size and size at a fixed width are both measured; each run also scores
 # the random trunk of its own model and the pixels, the controls its steps
 # are read against.

@@ -126,3 +126,15 @@ def test_the_operative_config_keeps_bindings_of_stages_not_run_yet(tmp_path):
     assert gin.query_parameter("record_test_called.b") == 2
   finally:
     gin.clear_config()
+
+
+def test_an_error_after_start_is_recorded_as_failed(tmp_path):
+  # The miniature's first Rnd cell stopped in evaluation and left 'running'.
+  with pytest.raises(ValueError):
+    with _record(tmp_path) as record:
+      record.start(CONFIG)
+      raise ValueError("Unknown layer(s) ['pre_logits']")
+  doc = _doc(tmp_path)
+  assert doc["status"] == "failed: Unknown layer(s) ['pre_logits']"
+  assert [i["status"] for i in doc["invocations"]] == [doc["status"]]
+  assert doc["model_config"] == CONFIG
