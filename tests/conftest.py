@@ -63,20 +63,33 @@ LONG_FILES = ("training/test_distribution.py", "self_supervision/test_trainer.py
               "self_supervision/test_new_task.py")
 
 
+# The longest files of all (measured alone on 2 cores: about 4 and 2 minutes),
+# longest first: started last, either would run alone at the end.
+LONGEST_FILES = ("evaluation/test_cli.py", "training/test_multi_worker.py")
+
+
 def pytest_collection_modifyitems(session, config, items):
-  """Long files run first: those holding end-to-end (slow) tests, then LONG_FILES.
+  """Long files run first: LONGEST_FILES, the other files holding end-to-end
+  (slow) tests, then LONG_FILES.
 
   scripts/test.sh hands whole files to its workers (`--dist loadfile`) in this
-  order; the long files starting first keeps one of them from running alone at
-  the end while the other workers idle. Every worker sorts the same way.
+  order (`--no-loadscope-reorder`: by default xdist re-sorts files by their
+  number of tests, which put the two longest, with 1 and 3 tests, among the
+  last 20 of 88); the long files starting first keeps one of them from running
+  alone at the end while the other workers idle. Every worker sorts the same
+  way.
   """
   del session, config
   slow_files = {item.path for item in items if item.get_closest_marker("slow")}
 
   def rank(item):
+    path = str(item.path)
+    for i, name in enumerate(LONGEST_FILES):
+      if path.endswith(name):
+        return i
     if item.path in slow_files:
-      return 0
-    return 1 if str(item.path).endswith(LONG_FILES) else 2
+      return len(LONGEST_FILES)
+    return len(LONGEST_FILES) + (1 if path.endswith(LONG_FILES) else 2)
 
   items.sort(key=rank)  # stable: a file's tests keep their order
 
