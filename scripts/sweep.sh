@@ -187,6 +187,12 @@ if [ "$JOBS" -gt 1 ]; then
             DONE+=("${JOB_NAMES[$j]}"); echo "[sweep] done    ${JOB_NAMES[$j]} (${took}s into the sweep)"
           elif [ "$rc" -eq 75 ]; then
             PREEMPTED+=("${JOB_NAMES[$j]}"); echo "[sweep] PREEMPTED ${JOB_NAMES[$j]}: checkpoint saved; rerun the sweep to resume"
+          elif [ "$SIGNALED" = 1 ]; then
+            # Killed by the notice itself: still starting, or the notice came
+            # twice (to the group, then passed on by the trap below) and the
+            # second reached python after it had saved, while it was exiting
+            # with its handlers reset. Not a failure: the rerun resumes.
+            PREEMPTED+=("${JOB_NAMES[$j]}"); echo "[sweep] PREEMPTED ${JOB_NAMES[$j]}: stopped by the signal (exit $rc); rerun the sweep to resume from its last checkpoint"
           else
             FAILED+=("${JOB_NAMES[$j]}"); echo "[sweep] FAILED  ${JOB_NAMES[$j]} (exit $rc); log: ${JOB_DIRS[$j]}/sweep.log"
           fi

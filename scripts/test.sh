@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Quick start 2: the test suite (fast tests and the marked slow end-to-end ones),
 # one pytest worker per core (pytest-xdist); the tests of a file stay on one
-# worker so its shared trained fixtures are built once, longest files first
-# (tests/conftest.py orders them; --no-loadscope-reorder keeps that order).
+# worker so its shared trained fixtures are built once.
 # Extra args go to pytest, e.g. `bash scripts/test.sh -m "not slow"`, or
 # `bash scripts/test.sh -n 0 tests/models` for one process.
 # TEST_WORKERS=N sets the number of workers (default: one per core, at most 4:
@@ -13,4 +12,4 @@ source "$ROOT/scripts/setup_env.sh"
 cd "$ROOT"
 CORES="$(nproc 2>/dev/null || echo 2)"
 WORKERS="${TEST_WORKERS:-$(( CORES < 4 ? CORES : 4 ))}"
-exec "$PY" -m pytest -n "$WORKERS" --dist loadfile --no-loadscope-reorder "$@"
+exec "$PY" -m pytest -n "$WORKERS" --dist loadfile "$@"

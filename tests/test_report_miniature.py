@@ -119,13 +119,22 @@ def make_cell(root, checkout, task, trunk):
              f"--config={checkout}/configs/miniature/{task}.gin --workdir={workdir} "
              f"--gin_bindings=get_model.name = '{trunk}' --gin_bindings=get_model.width = 1"
              + (" --gin_bindings=experiment.evaluate_pixels = True" if pixels else ""))
+  # 20 minutes to train and evaluate; the jigsaw run was killed once before
+  # (no end written: not counted in its run time).
   invocations = [dict(command=command, git_commit=COMMIT, host="vm", pid=1,
-                      status="done")]
-  if by_layer:  # Fig. 5's pass, the rotation one on uncommitted code
+                      start_time="2026-12-07T10:00:00+00:00",
+                      end_time="2026-12-07T10:20:00+00:00", status="done")]
+  if task == "jigsaw":
+    invocations.insert(0, dict(command=command, git_commit=COMMIT, host="vm", pid=0,
+                               start_time="2026-12-07T09:00:00+00:00",
+                               status="running"))
+  if by_layer:  # Fig. 5's pass (3 minutes), the rotation one on uncommitted code
     invocations.append(dict(
         command=command + " --gin_bindings=linear_eval.pool_to_features = 512",
         git_commit=COMMIT + ("-dirty" if task == "rotation" and trunk == "resnet50_v2"
-                             else ""), host="vm", pid=2, status="done"))
+                             else ""), host="vm", pid=2,
+        start_time="2026-12-07T10:30:00+00:00", end_time="2026-12-07T10:33:00+00:00",
+        status="done"))
   meta = {"command": command, "seed": 0, "git_commit": COMMIT,
           "device": {"strategy": "_DefaultDistributionStrategy", "replicas": 1,
                      "devices": ["/device:CPU:0"], "host": "vm"},
@@ -193,6 +202,20 @@ def test_the_first_lines_give_the_controls_the_count_and_each_margin(built):
   assert text.splitlines()[:len(first)] == first
   assert "### run-6: `miniature/rotation/resnet50_v2_k1`" in text  # the dirty one
   assert f"- commits: `{COMMIT}` (9 runs), `{COMMIT}-dirty` (1 run)" in text
+
+
+def test_the_run_time_is_summed_over_finished_invocations(built):
+  _, text, _ = built
+  # 9 runs x 20 min + 4 Fig. 5 passes x 3 min; the killed jigsaw start is not counted.
+  assert ("- run time: 3 h 12 min summed over 13 invocations of 9 runs, each from its "
+          "start to its end (runs that shared a machine overlap: this is not the "
+          "sweep's wall time)") in text.splitlines()
+  rotation = text.split("### run-6: `miniature/rotation/resnet50_v2_k1`")[1]
+  assert "\n- run time 23 min in 2 invocations\n" in rotation.split("###")[0]
+  jigsaw = text.split("`miniature/jigsaw/resnet50_v2_k1`")[1].split("###")[0]
+  assert "\n- run time 20 min in 1 invocation\n" in jigsaw
+  # An MLP fit selects nothing on a split: shown as such, not as "None".
+  assert "| train / – / val |" in jigsaw and "None" not in jigsaw
 
 
 def test_table1_reads_the_unpooled_pre_logits(built):

@@ -50,6 +50,27 @@ def portable(command: str, run: Run) -> str:
   return text
 
 
+def duration(seconds: float) -> str:
+  """'42 s', '17 min', '3 h 05 min'."""
+  minutes = int(round(seconds / 60))
+  if seconds < 60:
+    return f"{seconds:.0f} s"
+  if minutes < 60:
+    return f"{minutes} min"
+  return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def run_time_line(runs: Sequence[Run]) -> Optional[str]:
+  """The header's line on compute: the runs' invocations summed."""
+  times = [t for r in runs for t in r.invocation_times()]
+  if not times:
+    return None
+  return (f"- run time: {duration(sum(times))} summed over {len(times)} invocations "
+          f"of {sum(1 for r in runs if r.invocation_times())} runs, each from its "
+          f"start to its end (runs that shared a machine overlap: this is not the "
+          f"sweep's wall time)")
+
+
 def _seed_note(e: Dict) -> str:
   """' ± 3.61 (seeds 0, 1, 2)' for an entry merged over seeds, else ''."""
   if spread(e) is None:
@@ -70,6 +91,10 @@ def appendix(runs: Sequence[Run], files_dir: Optional[str] = None) -> List[str]:
               f"- steps {info.get('steps')} of {info.get('total_steps')}; seed "
               f"{info.get('seed', meta.get('seed'))}; git commit "
               f"`{meta.get('git_commit', 'unknown')}`; status {meta.get('status', '?')}"]
+    times = run.invocation_times()
+    if times:
+      lines.append(f"- run time {duration(sum(times))} in {len(times)} "
+                   f"invocation{'s' if len(times) > 1 else ''}")
     if run.representation_size is not None:
       lines.append(f"- representation size {run.representation_size}")
     if run.pretext.get("accuracy") is not None:
@@ -99,7 +124,8 @@ def appendix(runs: Sequence[Run], files_dir: Optional[str] = None) -> List[str]:
         lines.append(
             f"| {e.get('protocol')} | {e['dataset']} | `{e.get('trunk')}` | "
             f"{e.get('layer')} | {float(e.get('fraction', 1.0)):g} | "
-            f"{e.get('train_split')} / {e.get('selected_on')} / {e.get('eval_split')} | "
+            f"{e.get('train_split')} / {e.get('selected_on') or MISSING} / "
+            f"{e.get('eval_split')} | "
             f"{e['top1']:.2f}{_seed_note(e)} | "
             f"{'' if top5 is None else f'{top5:.2f}'} |")
     else:
@@ -342,6 +368,7 @@ def build_report(root: str, out: Optional[str] = None, title: str = "Sweep repor
                           f"`{paths.ROOT}`" + (" (its runs' files are copied to "
                                                "`runs/`)" if copy_runs else "")),
       f"- runs read: {len(runs)}",
+      *([run_time_line(runs)] if run_time_line(runs) else []),
       headline.commits_line(runs),
       f"- datasets: trained on {', '.join(own)}"
       + (f"; transfer evaluations on {', '.join(transfer)}" if transfer else "")]

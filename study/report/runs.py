@@ -6,6 +6,7 @@ operative_config.gin are read, by the names training/workdir.py gives them.
 TensorFlow-free.
 """
 import dataclasses
+import datetime
 import json
 import os
 import re
@@ -86,6 +87,20 @@ class Run:
 
   def label(self) -> str:
     return f"{row_label(self.trunk)} k={self.width}"
+
+  def invocation_times(self) -> List[float]:
+    """Seconds from start to end of each finished invocation in run.json
+    (training, resumes after a stop, later evaluations); one still running or
+    killed before it could write its end is not counted."""
+    out = []
+    for inv in self.meta.get("invocations", []):
+      try:
+        start = datetime.datetime.fromisoformat(inv["start_time"])
+        end = datetime.datetime.fromisoformat(inv["end_time"])
+      except (KeyError, TypeError, ValueError):
+        continue
+      out.append((end - start).total_seconds())
+    return out
 
 
 def row_label(trunk: str) -> str:

@@ -84,6 +84,40 @@ def test_a_process_group_signal_is_the_documented_preemption(tmp_path, signum, j
     assert "[sweep] table1:revnet50: 0 workdirs done, 0 failed" in out
 
 
+# A run that dies of the notice (still starting, or a second notice while it
+# exits): python's default SIGTERM action, status 143.
+DYING_STUB = STUB.replace(
+    'signal.signal(signal.SIGTERM, lambda s, f: notice.append("SIGTERM"))\n', "")
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_run_killed_by_the_notice_is_preempted_not_failed(tmp_path, jobs):
+  stub = tmp_path / "python"
+  stub.write_text(DYING_STUB)
+  os.chmod(stub, 0o755)
+  log = tmp_path / "started"
+  env = dict(os.environ, PYTHON=str(stub), STUB_LOG=str(log))
+  proc = subprocess.Popen(
+      ["bash", SWEEP, "table1:revnet50", "--root", str(tmp_path / "runs"),
+       "--match", "rotation", "--jobs", str(jobs)], stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+  try:
+    _started(log, jobs)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+  finally:
+    if proc.poll() is None:
+      os.killpg(proc.pid, signal.SIGKILL)
+  assert proc.returncode == 75, out + err
+  assert "FAILED" not in out and "failed:" not in out, out
+  if jobs == 1:
+    assert "stopped by a signal (exit 143); rerun the sweep to go on" in out, out
+  else:
+    assert out.count("stopped by the signal (exit 143); rerun the sweep to resume "
+                     "from its last checkpoint") == 2, out
+    assert "[sweep] table1:revnet50: 0 workdirs done, 0 failed" in out
+
+
 def test_a_signal_to_the_sweep_alone_is_passed_to_its_runs(tmp_path):
   stub = tmp_path / "python"
   stub.write_text(STUB)
