@@ -61,7 +61,8 @@ def tiny_rotation_gin(clean_gin):
 # TensorFlow takes every core. Measured on 2 cores (the whole suite): the
 # longest files first (the CLI and multi-worker tests, several processes each,
 # side by side) 25:02; that and one intra-op thread per worker 24:02 (10% less
-# CPU, but a worker left alone at the end ran on one core); neither, 21:36.
+# CPU, but a worker left alone at the end ran on one core); neither, 23:26 on
+# the same day.
 
 
 def pytest_sessionfinish(session, exitstatus):
