@@ -62,11 +62,12 @@ def duration(seconds: float) -> str:
 
 def run_time_line(runs: Sequence[Run]) -> Optional[str]:
   """The header's line on compute: the runs' invocations summed."""
-  times = [t for r in runs for t in r.invocation_times()]
+  per_run = [t for t in (r.invocation_times() for r in runs) if t]
+  times = [t for run_times in per_run for t in run_times]
   if not times:
     return None
   return (f"- run time: {duration(sum(times))} summed over {len(times)} invocations "
-          f"of {sum(1 for r in runs if r.invocation_times())} runs, each from its "
+          f"of {len(per_run)} runs, each from its "
           f"start to its end (runs that shared a machine overlap: this is not the "
           f"sweep's wall time)")
 
@@ -368,7 +369,7 @@ def build_report(root: str, out: Optional[str] = None, title: str = "Sweep repor
                           f"`{paths.ROOT}`" + (" (its runs' files are copied to "
                                                "`runs/`)" if copy_runs else "")),
       f"- runs read: {len(runs)}",
-      *([run_time_line(runs)] if run_time_line(runs) else []),
+      *filter(None, [run_time_line(runs)]),
       headline.commits_line(runs),
       f"- datasets: trained on {', '.join(own)}"
       + (f"; transfer evaluations on {', '.join(transfer)}" if transfer else "")]

@@ -44,27 +44,35 @@ def _started(log, n, timeout=60):
   raise AssertionError(f"{n} run(s) did not start")
 
 
-@pytest.mark.parametrize("signum,jobs", [(signal.SIGTERM, 1), (signal.SIGINT, 1),
-                                         (signal.SIGTERM, 2)])
-def test_a_process_group_signal_is_the_documented_preemption(tmp_path, signum, jobs):
+def _sweep_signalled(tmp_path, stub_text, jobs, signal_it):
+  """Runs the sweep with `stub_text` as its python until `jobs` runs started,
+  then `signal_it(proc)`; returns (returncode, stdout, stderr, started log)."""
   stub = tmp_path / "python"
-  stub.write_text(STUB)
+  stub.write_text(stub_text)
   os.chmod(stub, 0o755)
   log = tmp_path / "started"
   env = dict(os.environ, PYTHON=str(stub), STUB_LOG=str(log))
-  root = tmp_path / "runs"
   proc = subprocess.Popen(
-      ["bash", SWEEP, "table1:revnet50", "--root", str(root), "--match", "rotation",
-       "--jobs", str(jobs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      text=True, env=env, start_new_session=True)
+      ["bash", SWEEP, "table1:revnet50", "--root", str(tmp_path / "runs"),
+       "--match", "rotation", "--jobs", str(jobs)], stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
   try:
     _started(log, jobs)
-    os.killpg(proc.pid, signum)  # what scancel / a terminal's Ctrl-C does
+    signal_it(proc)
     out, err = proc.communicate(timeout=60)
   finally:
     if proc.poll() is None:
       os.killpg(proc.pid, signal.SIGKILL)
-  assert proc.returncode == 75, out + err
+  return proc.returncode, out, err, log
+
+
+@pytest.mark.parametrize("signum,jobs", [(signal.SIGTERM, 1), (signal.SIGINT, 1),
+                                         (signal.SIGTERM, 2)])
+def test_a_process_group_signal_is_the_documented_preemption(tmp_path, signum, jobs):
+  # What scancel / a terminal's Ctrl-C does: the whole process group.
+  returncode, out, err, log = _sweep_signalled(
+      tmp_path, STUB, jobs, lambda proc: os.killpg(proc.pid, signum))
+  assert returncode == 75, out + err
   name = signal.Signals(signum).name
   started = [l.split()[1] for l in log.read_text().splitlines()]
   assert len(started) == jobs  # no run starts after the notice
@@ -77,7 +85,7 @@ def test_a_process_group_signal_is_the_documented_preemption(tmp_path, signum, j
                          f"(already done), preempted at table1/rotation/{started[0]}: "
                          "rerun to go on.")
     # The run's last words reached its log too (tee outlived the signal).
-    with open(root / "table1" / "rotation" / started[0] / "sweep.log") as f:
+    with open(tmp_path / "runs" / "table1" / "rotation" / started[0] / "sweep.log") as f:
       assert f"Preempted: {name} received; saved ckpt-1" in f.read()
   else:
     assert out.count("PREEMPTED") == 2, out
@@ -92,23 +100,9 @@ DYING_STUB = STUB.replace(
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_run_killed_by_the_notice_is_preempted_not_failed(tmp_path, jobs):
-  stub = tmp_path / "python"
-  stub.write_text(DYING_STUB)
-  os.chmod(stub, 0o755)
-  log = tmp_path / "started"
-  env = dict(os.environ, PYTHON=str(stub), STUB_LOG=str(log))
-  proc = subprocess.Popen(
-      ["bash", SWEEP, "table1:revnet50", "--root", str(tmp_path / "runs"),
-       "--match", "rotation", "--jobs", str(jobs)], stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
-  try:
-    _started(log, jobs)
-    os.killpg(proc.pid, signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
-  finally:
-    if proc.poll() is None:
-      os.killpg(proc.pid, signal.SIGKILL)
-  assert proc.returncode == 75, out + err
+  returncode, out, err, _ = _sweep_signalled(
+      tmp_path, DYING_STUB, jobs, lambda proc: os.killpg(proc.pid, signal.SIGTERM))
+  assert returncode == 75, out + err
   assert "FAILED" not in out and "failed:" not in out, out
   if jobs == 1:
     assert "stopped by a signal (exit 143); rerun the sweep to go on" in out, out
@@ -119,21 +113,7 @@ def test_a_run_killed_by_the_notice_is_preempted_not_failed(tmp_path, jobs):
 
 
 def test_a_signal_to_the_sweep_alone_is_passed_to_its_runs(tmp_path):
-  stub = tmp_path / "python"
-  stub.write_text(STUB)
-  os.chmod(stub, 0o755)
-  log = tmp_path / "started"
-  env = dict(os.environ, PYTHON=str(stub), STUB_LOG=str(log))
-  proc = subprocess.Popen(
-      ["bash", SWEEP, "table1:revnet50", "--root", str(tmp_path / "runs"),
-       "--match", "rotation", "--jobs", "2"], stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
-  try:
-    _started(log, 2)
-    proc.send_signal(signal.SIGTERM)  # the sweep's pid only
-    out, err = proc.communicate(timeout=60)
-  finally:
-    if proc.poll() is None:
-      os.killpg(proc.pid, signal.SIGKILL)
-  assert proc.returncode == 75, out + err
+  returncode, out, err, _ = _sweep_signalled(
+      tmp_path, STUB, 2, lambda proc: proc.send_signal(signal.SIGTERM))  # its pid only
+  assert returncode == 75, out + err
   assert out.count("PREEMPTED") == 2, out
