@@ -12,6 +12,9 @@ uint8 [H, W, C] tensor or an encoded image as a scalar string (the `decode`
 preprocessing op handles both), 'label' an int64 scalar, and 'index' the example's
 int64 position within the split (0..n-1), which seeds per-example randomness. The
 dataset is neither shuffled (beyond optional file shuffling), repeated nor batched.
+A dataset may also offer `split_parts(split)`: the splits whose concatenation, in
+order, `split` is (trainval = train, val here), or None; the feature cache then
+reads those parts instead of running the trunk over the same images twice.
 
 `TfdsDataset` implements this over a tfds builder (fashion_mnist, imagenet2012,
 places205, places365); `image_folder.ImageFolder` over image files, with the same
@@ -239,6 +242,17 @@ class TfdsDataset:
   def num_examples(self, split):
     """Number of examples in a study split."""
     return self._tfds_split(split)[1]
+
+  def split_parts(self, split):
+    """The study splits `split` is, example for example, the concatenation of.
+
+    trainval is train then val (the tfds train split read in order, cut at the
+    hold-out), so what is computed per example on train and val (frozen
+    features) need not be computed again for trainval. None for a split that
+    is its own.
+    """
+    check_split(split)
+    return ('train', 'val') if split == 'trainval' else None
 
   def as_dataset(self, split, *, shuffle_files=False, seed=0, input_context=None):
     """The examples of a study split; see the module docstring for the fields.

@@ -269,6 +269,13 @@ class _RowWriter:
       self._file.close()
 
 
+def split_parts(dataset, split: str) -> Optional[Tuple[str, ...]]:
+  """The splits `split` concatenates in order (the dataset's `split_parts`),
+  or None: datasets that do not declare any are read split by split."""
+  parts = getattr(dataset, "split_parts", None)
+  return parts(split) if parts is not None else None
+
+
 def read_splits(trunk, dataset, splits: Sequence[str], layers: Sequence[str], *,
                 pooling: str = "adaptive_max", batch_size: int = 256,
                 cache: Optional[FeatureCache] = None, strategy=None,
@@ -281,18 +288,43 @@ def read_splits(trunk, dataset, splits: Sequence[str], layers: Sequence[str], *,
   computes in the precision gin's `extraction.precision` resolves to
   (representations.extraction_dtype); the features are float32 (or the
   cache's dtype) whatever it is.
+
+  A split the dataset declares as the concatenation of others (trainval =
+  train then val) is read as those parts and concatenated (in memory): the
+  L-BFGS protocol reads train and val anyway, and a trunk's features of an
+  image do not depend on the split it is read in, so trainval costs no pass
+  of its own (on ImageNet, a whole pass over the training set per trunk).
   """
   splits = list(dict.fromkeys(splits))
+  read = list(dict.fromkeys(
+      part for s in splits for part in (split_parts(dataset, s) or (s,))))
   dtype = representations.extraction_dtype(trunk.task, trunk.model, strategy,
                                            log=log)
   if cache is not None:
-    return {s: cache.get(trunk.task, trunk.model, dataset, s, layers,
-                         trunk=trunk.fingerprint, pooling=pooling,
-                         batch_size=batch_size, strategy=strategy,
-                         compute_dtype=dtype, log=log)
-            for s in splits}
-  extractor = representations.Extractor(trunk.task, trunk.model, layers,
-                                        pooling=pooling, strategy=strategy,
-                                        compute_dtype=dtype)
-  return {s: extractor(dataset, s, batch_size=batch_size, log=log)
-          for s in splits}
+    got = {s: cache.get(trunk.task, trunk.model, dataset, s, layers,
+                        trunk=trunk.fingerprint, pooling=pooling,
+                        batch_size=batch_size, strategy=strategy,
+                        compute_dtype=dtype, log=log)
+           for s in read}
+  else:
+    extractor = representations.Extractor(trunk.task, trunk.model, layers,
+                                          pooling=pooling, strategy=strategy,
+                                          compute_dtype=dtype)
+    got = {s: extractor(dataset, s, batch_size=batch_size, log=log)
+           for s in read}
+  out = {}
+  for s in splits:
+    parts = split_parts(dataset, s)
+    if parts is None:
+      out[s] = got[s]
+      continue
+    labels = np.concatenate([got[p][1] for p in parts])
+    if len(labels) != dataset.num_examples(s):
+      raise RuntimeError(
+          f"{dataset.name}: {s} should be {' + '.join(parts)}, but they hold "
+          f"{len(labels)} examples, not {dataset.num_examples(s)}: the "
+          f"dataset's split_parts does not describe its splits.")
+    out[s] = ({l: np.concatenate([got[p][0][l] for p in parts])
+               for l in layers}, labels)
+    log(f"  features of {s}: {' + '.join(parts)}, concatenated")
+  return out

@@ -53,6 +53,9 @@ def test_study_splits_follow_file_order(tiny):
   assert indices == list(range(6))
   positions, _, indices = collect(tiny.as_dataset('trainval'))
   assert positions == list(range(30)) and indices == list(range(30))
+  # What the feature cache relies on to read trainval as train then val.
+  assert tiny.split_parts('trainval') == ('train', 'val')
+  assert [tiny.split_parts(s) for s in ('train', 'val', 'test')] == [None] * 3
   positions, labels, indices = collect(tiny.as_dataset('test'))
   assert positions == list(range(100, 108))
   assert labels == [0, 3, 6, 9, 2, 5, 8, 1]

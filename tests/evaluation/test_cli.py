@@ -49,8 +49,10 @@ def test_every_protocol_on_fashion_mnist_through_the_cli(tmp_path):
 
   out = _evaluate(workdir, "--protocol=linear_lbfgs,linear_sgd_features,"
                   "mlp_sgd_features")
-  # train, val, test (L-BFGS) and trainval (SGD), each once.
-  assert out.count("extracting pre_logits") == 4
+  # train, val and test (L-BFGS), each once; the SGD protocols' trainval is
+  # train then val, read back rather than run through the trunk again.
+  assert out.count("extracting pre_logits") == 3
+  assert out.count("features of trainval: train + val, concatenated") == 2
   entries = _entries(workdir)
   lbfgs = entries[("linear_lbfgs", "trained@0", 1.0)]
   assert lbfgs["train_split"] == "train+val" and lbfgs["eval_split"] == "test"
@@ -63,7 +65,7 @@ def test_every_protocol_on_fashion_mnist_through_the_cli(tmp_path):
     assert 60 < e["top1"] < 95, (protocol, e["top1"])
   cached = os.listdir(os.path.join(workdir, "features"))
   assert sorted(name.split("-")[0] for name in cached) == [
-      "test", "train", "trainval", "val"]
+      "test", "train", "val"]
 
   # Low data on the cached features: nothing is extracted again.
   out = _evaluate(workdir, "--protocol=linear_lbfgs", "--fraction=0.1")

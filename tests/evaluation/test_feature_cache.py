@@ -65,6 +65,50 @@ def test_second_read_is_a_hit_with_the_same_values(dataset, tmp_path):
   assert (cache.hits, cache.misses) == (1, 0)
 
 
+class _TrainvalOfParts(fake_data.InMemoryDataset):
+  """The fake dataset declaring what it is: trainval is train then val."""
+
+  def split_parts(self, split):
+    return ("train", "val") if split == "trainval" else None
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_trainval_is_read_as_train_then_val_not_extracted_again(tmp_path, cached):
+  composed = _TrainvalOfParts(num_train=40, num_val=8, num_test=8, size=8,
+                              num_classes=3, separable=True)
+  cache = feature_cache.FeatureCache(str(tmp_path)) if cached else None
+  lines = []
+  got = feature_cache.read_splits(_trunk(), composed, ["trainval", "val"],
+                                  LAYERS, batch_size=16, cache=cache,
+                                  log=lines.append)
+  feats, labels = got["trainval"]
+  expected, expected_labels = representations.extract(
+      PixelTask(), None, composed, "trainval", LAYERS, batch_size=16, **QUIET)
+  np.testing.assert_array_equal(labels, expected_labels)
+  for layer in LAYERS:
+    assert feats[layer].shape == expected[layer].shape == (48, feats[layer].shape[1])
+    np.testing.assert_array_equal(feats[layer], expected[layer])
+  np.testing.assert_array_equal(got["val"][1], composed.labels[40:48])
+  assert "  features of trainval: train + val, concatenated" in lines
+  assert not any(" of trainval" in line for line in lines if "extracting" in line)
+  if cached:
+    assert (cache.hits, cache.misses) == (0, 4)  # train and val, 2 layers each
+    assert sorted(e.split("-")[0] for e in os.listdir(tmp_path)) == [
+        "train", "train", "val", "val"]
+
+
+def test_parts_that_do_not_add_up_to_the_split_are_named(tmp_path):
+  class Wrong(_TrainvalOfParts):
+    def split_parts(self, split):
+      return ("train",) if split == "trainval" else None
+
+  wrong = Wrong(num_train=40, num_val=8, num_test=8, size=8, num_classes=3)
+  with pytest.raises(RuntimeError, match=r"in_memory: trainval should be train, "
+                     r"but they hold 40 examples, not 48"):
+    feature_cache.read_splits(_trunk(), wrong, ["trainval"], LAYERS,
+                              batch_size=16, **QUIET)
+
+
 @pytest.mark.parametrize("change", ["trunk", "pooling", "split", "dtype",
                                     "preprocess"])
 def test_anything_that_changes_the_features_misses(dataset, tmp_path, change):
