@@ -1,5 +1,5 @@
 """The Fashion-MNIST miniature: its grid (every task, Rnd and supervised on
-ResNet50 v2, the baselines and rotation on RevNet50, Fig. 5's runs in their
+ResNet50 v2, all but exemplar on RevNet50, Fig. 5's runs in their
 cells' workdirs) and its configs."""
 import inspect
 import os
@@ -28,11 +28,13 @@ def by_name_of(runs):
 def test_the_grid_has_every_cell_and_the_figures_reuse_their_workdirs(tmp_path):
   runs = grids.runs("miniature")
   cells = [r for r in runs if r.name.startswith("miniature/")]
-  # k = 1: Rnd, the four tasks and supervised on ResNet50 v2, then Rnd,
-  # rotation and supervised on RevNet50.
+  # k = 1: Rnd, the four tasks and supervised on ResNet50 v2, then all but
+  # exemplar on RevNet50.
   names = [tuple(r.name.split("/")[1:]) for r in cells]
   assert names == [(task, "resnet50_v2_k1") for task in study_cells.MINIATURE_TASKS] + [
-      (task, "revnet50_k1") for task in ("random_init", "rotation", "supervised")]
+      (task, "revnet50_k1") for task in ("random_init", "rotation",
+                                         "relative_patch_location", "jigsaw",
+                                         "supervised")]
   assert len({r.workdir(str(tmp_path)) for r in cells}) == len(cells)
   by_name = by_name_of(runs)
   # Every cell trains the MLP head too; the first trunk's Rnd cell scores pixels.
