@@ -337,10 +337,6 @@ def layers(main_runs: Sequence[Run], runs: Sequence[Run]) -> List[str]:
 # ------------------------------------------------------------------- 4 linear/MLP
 
 
-def _is_random(run: Run) -> bool:
-  return run.task == "random_init"
-
-
 def linear_vs_mlp(main_runs: Sequence[Run]) -> List[str]:
   """Claim 4: whether the MLP orders the cells as the linear probe does."""
   claim = "MLP rankings match linear ones"
@@ -384,13 +380,13 @@ def linear_vs_mlp(main_runs: Sequence[Run]) -> List[str]:
       why = counts + "; ordered oppositely: " + "; ".join(
           f"{a.label()} {task_label(a.task)} vs {b.label()} {task_label(b.task)}"
           for a, b in opposite)
-      if any(_is_random(a) or _is_random(b) for a, b in opposite):
+      if any(a.is_rnd or b.is_rnd for a, b in opposite):
         # The paper ranks trained models; a random trunk is a control here,
         # and the MLP lifts trained trunks more than random ones. The verdict
         # keeps the rule; this says what it rests on.
-        m = sum(not _is_random(r) for r, _, _ in usable)
-        alike = [p for p in agree if not any(map(_is_random, p))]
-        reversed_ = [p for p in opposite if not any(map(_is_random, p))]
+        m = sum(not r.is_rnd for r, _, _ in usable)
+        alike = [(a, b) for a, b in agree if not (a.is_rnd or b.is_rnd)]
+        reversed_ = [(a, b) for a, b in opposite if not (a.is_rnd or b.is_rnd)]
         why += (f". Among the trained cells alone (the random trunks left out): of "
                 f"{m * (m - 1) // 2} pairs, {len(alike)} ordered alike beyond {Z:g} SE "
                 f"by both, {len(reversed_)} oppositely")
