@@ -104,3 +104,38 @@ def test_alpha_req_is_correlated_like_rankme(tmp_path):
   row = next(l for l in report.splitlines() if l.startswith("| task: Rotation"))
   assert [c.strip() for c in row.split("|")[2:6]] == [
       "3", "n/a (constant)", "1.00 (n=3, p=0.33)", "-1.00 (n=3, p=0.33)"]
+
+
+def test_low_data_controls_match_pre_logits_by_its_size_and_fig7_by_fraction(tmp_path):
+  root = tmp_path / "sweep"
+  pooled = lambda n: dict(pool_to_features=n)  # noqa: E731
+
+  def low(top1, n, settings=None, **kw):
+    return _scored(top1, fraction=0.1, features=n, settings=settings, **kw)
+  # The Rnd run's later evaluations inherited Fig. 5's pool_to_features = 512:
+  # its 512-d pre_logits is unchanged by it, so it is the cell's control; a
+  # pre_logits pooled to 256 is another representation and is not.
+  make_run(root, "rnd/revnet50_k1", "rotation", "revnet50", 1, None, steps=0,
+           extra_entries=[_scored(85.0, trunk="trained@0", features=512),
+                          low(80.0, 512, pooled(512), trunk="trained@0"),
+                          low(79.0, 256, pooled(256), trunk="trained@0"),
+                          _scored(86.0, trunk="pixels", layer="pixels"),
+                          low(81.0, 3072, trunk="pixels", layer="pixels")])
+  make_run(root, "rotation/revnet50_k1", "rotation", "revnet50", 1, None,
+           extra_entries=[_scored(90.0, features=512), low(83.0, 512),
+                          low(84.0, 256, pooled(256))])
+  out = tmp_path / "report"
+  report, _ = build(root, out)
+  from study.report import baselines, runs as report_runs
+  runs, _ = report_runs.load_runs(str(root))
+  rotation = next(r for r in runs if r.task == "rotation")
+  by_top1 = {e["top1"]: e for e in rotation.evaluations}
+  found = baselines.controls_for(runs, rotation, by_top1[83.0])
+  assert (found["random"]["top1"], found["pixels"]["top1"]) == (80.0, 81.0)
+  assert baselines.controls_for(runs, rotation, by_top1[84.0])["random"]["top1"] == 79.0
+  # 83.0 - 81.0 = 2.0 > 2 * hypot(0.376, 0.392) = 1.09: above both.
+  assert baselines.mark_for(runs, rotation, by_top1[83.0]) == ""
+  # One width: Fig. 7 is drawn by labelled fraction, not on a one-tick width axis.
+  assert ("*Fig. 7: linear top-1 % by labelled fraction of train (one width), one "
+          "panel per task;") in report
+  assert (out / "figures" / "fig7_low_data.png").read_bytes()[:4] == b"\x89PNG"

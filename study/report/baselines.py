@@ -20,6 +20,10 @@ from study.report import controls as controls_lib
 from study.report.runs import Run, pick
 
 
+# The end point that is a vector in every trunk (the global pool's output).
+VECTOR_LAYER = "pre_logits"
+
+
 def pooled_to(entry: Dict) -> Optional[int]:
   """The equal-dimension size an entry was scored at (linear_eval's
   `pool_to_features` setting), None for the usual pooling."""
@@ -30,10 +34,18 @@ def _scored_like(entry: Dict, layer: bool = True) -> Dict:
   match = dict(protocol=entry["protocol"], dataset=entry["dataset"],
                eval_split=entry.get("eval_split"),
                fraction=float(entry.get("fraction", 1.0)))
-  if layer:
+  if not layer:
+    return match
+  match["layer"] = entry["layer"]
+  if entry["layer"] == VECTOR_LAYER and entry.get("features"):
+    # A vector pooled to n features has n, and pooled to its own size it is
+    # unchanged (evaluation/pooling.py): the count, not the setting, tells two
+    # pre_logits entries apart. A workdir's later evaluations inherit its last
+    # run's settings, e.g. Fig. 5's pool_to_features = 512 on a 512-d pre_logits.
+    match["features"] = entry["features"]
+  else:
     size = pooled_to(entry)
-    match.update(layer=entry["layer"],
-                 settings=lambda s, size=size: (s or {}).get("pool_to_features") == size)
+    match["settings"] = lambda s, size=size: (s or {}).get("pool_to_features") == size
   return match
 
 

@@ -311,41 +311,84 @@ def low_data_series(runs: Sequence[Run]) -> Dict[Tuple[str, str], Dict[float, Di
   return {k: v for k, v in series.items() if any(f < 1 for f in v)}
 
 
+def low_data_widths(series) -> List[int]:
+  """The widths the low-data series span."""
+  return sorted({w for v in series.values() for by_width in v.values()
+                 for w in by_width})
+
+
+def _fig7_by_fraction(ax, task, series, runs) -> None:
+  """One width: x = the fraction of the labels, a line per trunk, its random
+  trunk dashed ('+'), the pixels dotted ('x'); hollow: not above both
+  controls."""
+  fractions = sorted({f for (t, _), v in series.items() if t == task for f in v})
+  x = {f: i for i, f in enumerate(fractions)}
+  pixels = {}
+  for (t, trunk), by_fraction in series.items():
+    if t != task:
+      continue
+    tint = colour(trunk)
+    points = [(f, p) for f in sorted(by_fraction) for p in by_fraction[f].values()]
+    xs = [x[f] for f, _ in points]
+    ax.plot(xs, [p[0] for _, p in points], "-", color=tint, label=row_label(trunk))
+    ax.scatter(xs, [p[0] for _, p in points], edgecolors=tint, zorder=3,
+               facecolors=[("none" if baselines.mark_for(runs, p[1], p[2]) else tint)
+                           for _, p in points])
+    found = [(f, baselines.controls_for(runs, p[1], p[2])) for f, p in points]
+    rnd = [(x[f], c["random"]["top1"]) for f, c in found if c["random"]]
+    if rnd:
+      ax.plot(*zip(*rnd), "--", marker="+", color=tint, alpha=0.6,
+              label=f"random {row_label(trunk)}")
+    pixels.update({f: c["pixels"]["top1"] for f, c in found if c["pixels"]})
+  if pixels:
+    ax.plot([x[f] for f in sorted(pixels)], [pixels[f] for f in sorted(pixels)],
+            ":", marker="x", color="k", lw=0.8, label="pixels")
+  ax.set_xticks(range(len(fractions)), [f"{f:.0%}" for f in fractions])
+  ax.set_xlabel("labelled fraction of train")
+
+
+def _fig7_by_width(ax, task, series, runs) -> None:
+  """Several widths: x = width, a line per trunk and fraction, the random
+  trunk of each width dashed ('+'), the pixels level at each fraction."""
+  styles = ["-", "--", ":", "-."]
+  pixels = {}
+  for (t, trunk), by_fraction in series.items():
+    if t != task:
+      continue
+    tint = colour(trunk)
+    for i, f in enumerate(sorted(by_fraction, reverse=True)):
+      widths = sorted(by_fraction[f])
+      points = [by_fraction[f][w] for w in widths]
+      ax.plot(widths, [p[0] for p in points], styles[i % 4], color=tint,
+              label=f"{row_label(trunk)}, {f:.0%}")
+      ax.scatter(widths, [p[0] for p in points], edgecolors=tint, zorder=3,
+                 facecolors=[("none" if baselines.mark_for(runs, p[1], p[2]) else tint)
+                             for p in points])
+      found = [baselines.controls_for(runs, p[1], p[2]) for p in points]
+      rnd = [(w, c["random"]["top1"]) for w, c in zip(widths, found) if c["random"]]
+      if rnd:
+        ax.plot(*zip(*rnd), "--", marker="+", color=tint, alpha=0.6,
+                label=f"random {row_label(trunk)}, {f:.0%}")
+      pixels.update({f: c["pixels"]["top1"] for c in found if c["pixels"]})
+  for i, (f, value) in enumerate(sorted(pixels.items(), reverse=True)):
+    level(ax, value, f"pixels, {f:.0%}: {value:.1f}", styles[i % 4])
+  ax.set_xticks(sorted({w for (t, _), v in series.items() if t == task
+                        for by_width in v.values() for w in by_width}))
+  ax.set_xlabel("width k")
+
+
 def fig7_low_data(series, fig_dir: str, runs: Sequence[Run] = ()) -> Optional[str]:
-  """Top-1 by width per fraction of the labels; the random trunk of each
-  width dashed ('+'), the pixels level at each fraction dotted; hollow: not
-  above both controls."""
+  """Top-1 with all and with a fraction of the labels, a panel per task: by
+  width when the runs span several (the paper's Fig. 7), else by fraction (a
+  width axis with one tick would stack every point on it)."""
   if not series:
     return None
+  draw = _fig7_by_width if len(low_data_widths(series)) > 1 else _fig7_by_fraction
   tasks = in_order((task for task, _ in series), TASK_ORDER)
   fig, axes = panels(len(tasks))
-  styles = ["-", "--", ":", "-."]
   for ax, task in zip(axes, tasks):
-    pixels = {}
-    for (t, trunk), by_fraction in series.items():
-      if t != task:
-        continue
-      tint = colour(trunk)
-      for i, f in enumerate(sorted(by_fraction, reverse=True)):
-        widths = sorted(by_fraction[f])
-        points = [by_fraction[f][w] for w in widths]
-        ax.plot(widths, [p[0] for p in points], styles[i % 4], color=tint,
-                label=f"{row_label(trunk)}, {f:.0%}")
-        ax.scatter(widths, [p[0] for p in points], edgecolors=tint, zorder=3,
-                   facecolors=[("none" if baselines.mark_for(runs, p[1], p[2]) else tint)
-                               for p in points])
-        found = [baselines.controls_for(runs, p[1], p[2]) for p in points]
-        rnd = [(w, c["random"]["top1"]) for w, c in zip(widths, found) if c["random"]]
-        if rnd:
-          ax.plot(*zip(*rnd), "--", marker="+", color=tint, alpha=0.6,
-                  label=f"random {row_label(trunk)}, {f:.0%}")
-        pixels.update({f: c["pixels"]["top1"] for c in found if c["pixels"]})
-    for i, (f, value) in enumerate(sorted(pixels.items(), reverse=True)):
-      level(ax, value, f"pixels, {f:.0%}: {value:.1f}", styles[i % 4])
-    ax.set_xticks(sorted({w for (t, _), v in series.items() if t == task
-                          for by_width in v.values() for w in by_width}))
+    draw(ax, task, series, runs)
     ax.set_title(task_label(task))
-    ax.set_xlabel("width k")
     ax.set_ylabel("linear top-1 %")
     ax.legend(fontsize=7)
   return save(fig, fig_dir, "fig7_low_data.png")

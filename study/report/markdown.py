@@ -12,7 +12,8 @@ from study.report import paper_claims
 from study.report import paths
 from study.report.figures import (fig2_best_width, fig3_linear_vs_mlp, fig4_pretext,
                                   fig5_layers, fig7_low_data, fig8_curves, layer_series,
-                                  low_data_series, mlp_pairs, ranking_lines)
+                                  low_data_series, low_data_widths, mlp_pairs,
+                                  ranking_lines)
 from study.report.runs import (MISSING, NoRuns, Run, load_runs, row_label, table_runs,
                                task_label)
 from study.report.tables import (format_grid, grid_notes, grid_tables, link, rho_text,
@@ -280,10 +281,17 @@ def figures_section(runs: Sequence[Run], tables, fig_dir: str, out: str
     lines += ["Fig. 6's steps (trained model, then its random trunk; a step is a "
               f"difference only beyond {controls_lib.Z:g} standard errors):", ""]
     lines += steps + [""]
-  figure(fig7_low_data(low_data_series(main_runs), fig_dir, runs), "Fig. 7: linear "
-         "top-1 % by width with all and with a fraction of the labels, one panel per "
-         "task; dashed '+': the random trunk of each width, the pixels levels by "
-         f"fraction; hollow: not above both controls ({controls_lib.MARK}).",
+  low_data = low_data_series(main_runs)
+  if len(low_data_widths(low_data)) > 1:
+    fig7_caption = ("Fig. 7: linear top-1 % by width with all and with a fraction of "
+                    "the labels, one panel per task; dashed '+': the random trunk of "
+                    "each width, the pixels levels by fraction")
+  else:
+    fig7_caption = ("Fig. 7: linear top-1 % by labelled fraction of train (one width), "
+                    "one panel per task; dashed '+': each trunk's random trunk, "
+                    "dotted 'x': the pixels")
+  figure(fig7_low_data(low_data, fig_dir, runs), f"{fig7_caption}; hollow: not above "
+         f"both controls ({controls_lib.MARK}).",
          "needs runs with `linear_lbfgs` entries of fraction < 1 (grid `fig7`).")
   figure(fig8_curves(runs, fig_dir), "Fig. 8: top-1 % against epoch of the linear "
          "SGD protocol's curves, one line per run.", "needs linear SGD entries with a "
