@@ -40,6 +40,7 @@ from training import config as config_lib  # noqa: E402
 from training import errors  # noqa: E402
 from training import experiment  # noqa: E402,F401  (gin names of a run)
 from training import preemption  # noqa: E402
+from training import run_record  # noqa: E402
 from training import workdir as workdir_lib  # noqa: E402
 from training import workdir_lock  # noqa: E402
 from training import strategy as strategy_lib  # noqa: E402
@@ -199,10 +200,19 @@ def _evaluate(workdir, run, dataset, strategy, protocols):
                        FLAGS.data_dir, FLAGS.manual_dir)
   overrides = dict(layers=FLAGS.layers, pooling=FLAGS.pooling,
                    fraction=FLAGS.fraction)
-  t0 = time.time()
-  campaign.evaluate([lambda: trunk], [dataset], protocols=protocols,
-                    seeds=campaign.seeds(FLAGS.seeds), workdir=workdir,
-                    strategy=strategy, overrides=overrides)
+  t0, started = time.time(), run_record.now()
+  try:
+    campaign.evaluate([lambda: trunk], [dataset], protocols=protocols,
+                      seeds=campaign.seeds(FLAGS.seeds), workdir=workdir,
+                      strategy=strategy, overrides=overrides)
+  except preemption.Preempted as e:
+    run_record.record_evaluation(workdir, started, f"preempted: {e}")
+    raise
+  except Exception as e:
+    # Entries written before the error stay: their code is on record too.
+    run_record.record_evaluation(workdir, started, f"failed: {e}")
+    raise
+  run_record.record_evaluation(workdir, started, "done")
   evaluations = [e for e in results_lib.load(workdir)["evaluations"]
                  if e["trunk"] == trunk.name]
   print("\n" + campaign.table(workdir, evaluations))

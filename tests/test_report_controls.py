@@ -135,6 +135,9 @@ def test_low_data_controls_match_pre_logits_by_its_size_and_fig7_by_fraction(tmp
   assert baselines.controls_for(runs, rotation, by_top1[84.0])["random"]["top1"] == 79.0
   # 83.0 - 81.0 = 2.0 > 2 * hypot(0.376, 0.392) = 1.09: above both.
   assert baselines.mark_for(runs, rotation, by_top1[83.0]) == ""
+  assert ("With 10% of the labels (`linear_lbfgs`, pre_logits; pixels 81.0 ± 0.4): 1 of "
+          "1 trained cells beat both controls scored alike (Rotation, RevNet50 k=1: "
+          "83.0 ± 0.4, +2.0 ± 0.5 over pixels (81.0)).\n") in report
   # One width: Fig. 7 is drawn by labelled fraction, not on a one-tick width axis.
   assert ("*Fig. 7: linear top-1 % by labelled fraction of train (one width), one "
           "panel per task;") in report

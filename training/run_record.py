@@ -152,6 +152,42 @@ def _git_commit() -> str:
     return "unknown"
 
 
+def now() -> str:
+  """The time as run.json records it (UTC, ISO 8601, seconds)."""
+  return _now()
+
+
+def record_evaluation(workdir, started: str, status: str) -> None:
+  """Appends one `python -m evaluation` invocation (command, commit, host,
+  pid, times, status) to run.json's `invocations`, so the code behind every
+  entry it adds is on record; the run's own fields stay as its training left
+  them. A module's results folder gets a run.json of invocations alone.
+  """
+  if not role.is_chief():
+    return
+  path = workdir_lib.of(workdir).run_json
+  try:
+    with open(path) as f:
+      doc = json.load(f)
+  except FileNotFoundError:
+    doc = {}
+  if not isinstance(doc, dict):
+    raise ValueError(f"{path} is not a run record (not a JSON object): restore it, "
+                     f"or delete it to keep only this evaluation's record.")
+  invocations = doc.get("invocations") or (
+      [dict(command=doc["command"], git_commit=doc.get("git_commit"),
+            start_time=doc.get("start_time"), end_time=doc.get("end_time"))]
+      if "command" in doc else [])
+  invocations.append(dict(
+      command=" ".join([sys.executable] + sys.argv), kind="evaluation",
+      git_commit=_git_commit(), host=platform.node(), pid=os.getpid(),
+      start_time=started, end_time=_now(), status=status))
+  doc["invocations"] = invocations
+  with open(path + ".tmp", "w") as f:
+    json.dump(doc, f, indent=2)
+  os.replace(path + ".tmp", path)
+
+
 def _blocks(config_str: str) -> Dict[str, str]:
   """gin's config text split into its '# Parameters for <name>:' blocks."""
   blocks = {}

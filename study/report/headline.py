@@ -12,7 +12,7 @@ from study.grid import cells as study_cells
 from study.report import baselines
 from study.report import claims
 from study.report import controls as controls_lib
-from study.report.figures import mlp_pairs
+from study.report.figures import low_data_series, mlp_pairs
 from study.report.runs import TASK_ORDER, Run, in_order, row_label, table_runs, task_label
 from study.report.tables import Cell
 
@@ -127,6 +127,35 @@ def _mlp_lines(runs: Sequence[Run], dataset: str) -> List[str]:
   return [line + ". Convergence of each fit: see Fig. 3 (curves).", ""]
 
 
+def _low_data_lines(runs: Sequence[Run], dataset: str) -> List[str]:
+  """The same count with a fraction of the labels (Fig. 7's entries), naming
+  the cells that beat both controls there."""
+  series = low_data_series(table_runs(runs, dataset))
+  fractions = sorted({f for v in series.values() for f in v if f < 1}, reverse=True)
+  lines = []
+  for f in fractions:
+    trained = [(task, trunk, w, run, e)
+               for (task, trunk), by_fraction in sorted(series.items())
+               for w, (_, run, e) in sorted(by_fraction.get(f, {}).items())
+               if not (run.is_rnd or task == "supervised")]
+    if not trained:
+      continue
+    verdicts = [baselines.verdict_for(runs, run, e) for *_, run, e in trained]
+    found = [baselines.controls_for(runs, run, e) for *_, run, e in trained]
+    pixels = next((c["pixels"] for c in found if c["pixels"]), None)
+    line = (f"With {f:.0%} of the labels (`linear_lbfgs`, pre_logits; pixels "
+            f"{controls_lib.entry_text(pixels)}): "
+            f"{sum(v is True for v in verdicts)} of {len(trained)} trained cells "
+            "beat both controls scored alike")
+    winners = [f"{task_label(task)}, {row_label(trunk)} k={w}: "
+               f"{controls_lib.entry_text(e)}, "
+               + margin_text(e, *reversed(better_control(c)))
+               for (task, trunk, w, _, e), c, v in zip(trained, found, verdicts)
+               if v is True]
+    lines += [line + (" (" + "; ".join(winners) + ")" if winners else "") + ".", ""]
+  return lines
+
+
 def dirty_lines(runs: Sequence[Run]) -> List[str]:
   """The warning when an invocation ran on uncommitted code (a `-dirty` commit)."""
   dirty = {}  # commit: [run anchors]
@@ -183,6 +212,7 @@ def opening(tables, runs: Sequence[Run]) -> List[str]:
                           c.controls, c.verdict, c.failed)
                 for (t, task, w), c in pretext] + [""]
     lines += _mlp_lines(runs, source)
+    lines += _low_data_lines(runs, source)
   if not own:
     lines += [controls_lib.count_line([]), ""]
   # Right after the (first) count: numbers of uncommitted code come first.

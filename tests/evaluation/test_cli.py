@@ -103,6 +103,18 @@ def test_every_protocol_on_fashion_mnist_through_the_cli(tmp_path):
   hub = _entries(hub_work)[("linear_lbfgs", f"hub:{hub_dir}", 1.0)]
   assert abs(hub["top1"] - lbfgs["top1"]) < 0.05
 
+  # Every evaluation is on record beside the training, with its commit; the
+  # run's own command and status stay the training's.
+  with open(os.path.join(workdir, "run.json")) as f:
+    record = json.load(f)
+  assert "train_and_eval.py" in record["command"] and record["status"] == "done"
+  evaluations = [i for i in record["invocations"] if i.get("kind") == "evaluation"]
+  assert [i["status"] for i in evaluations] == ["done"] * 4
+  assert all(i["git_commit"] and i["end_time"] >= i["start_time"] for i in evaluations)
+  assert "--fraction=0.1" in evaluations[1]["command"]
+  with open(os.path.join(hub_work, "run.json")) as f:
+    assert [i["kind"] for i in json.load(f)["invocations"]] == ["evaluation"]
+
 
 def test_bad_seeds_are_named_before_any_work(tmp_path):
   proc = cli.run(["-m", "evaluation", f"--workdir={tmp_path}", "--seeds=0,one"],

@@ -138,3 +138,41 @@ def test_an_error_after_start_is_recorded_as_failed(tmp_path):
   assert doc["status"] == "failed: Unknown layer(s) ['pre_logits']"
   assert [i["status"] for i in doc["invocations"]] == [doc["status"]]
   assert doc["model_config"] == CONFIG
+
+
+def test_an_evaluation_is_appended_beside_the_training(tmp_path, monkeypatch):
+  times = iter(f"2026-01-01T00:00:{s:02d}+00:00" for s in range(60))
+  monkeypatch.setattr(run_record, "_now", lambda: next(times))
+  monkeypatch.setattr(run_record, "_git_commit", lambda: "abc123")
+  with _record(tmp_path) as record:
+    record.start(CONFIG)
+    record.done()
+  trained = _doc(tmp_path)
+  run_record.record_evaluation(tmp_path, "2025-12-31T23:58:00+00:00", "done")
+  run_record.record_evaluation(tmp_path, "2025-12-31T23:59:00+00:00",
+                               "failed: no checkpoint")
+  doc = _doc(tmp_path)
+  # The run's own fields are the training's; the evaluations follow it.
+  assert {k: v for k, v in doc.items() if k != "invocations"} == {
+      k: v for k, v in trained.items() if k != "invocations"}
+  assert doc["invocations"][0] == trained["invocations"][0]
+  assert [(i.get("kind"), i["status"], i["git_commit"], i["start_time"], i["end_time"])
+          for i in doc["invocations"][1:]] == [
+      ("evaluation", "done", "abc123", "2025-12-31T23:58:00+00:00",
+       "2026-01-01T00:00:02+00:00"),
+      ("evaluation", "failed: no checkpoint", "abc123", "2025-12-31T23:59:00+00:00",
+       "2026-01-01T00:00:03+00:00")]
+  # A module's results folder (no run.json) gets one of invocations alone.
+  other = tmp_path / "hub_eval"
+  other.mkdir()
+  run_record.record_evaluation(other, "2026-01-01T00:03:00+00:00", "done")
+  assert list(_doc(other)) == ["invocations"]
+  (other / "run.json").write_text("[1, 2]")
+  with pytest.raises(ValueError, match="not a run record"):
+    run_record.record_evaluation(other, "2026-01-01T00:04:00+00:00", "done")
+
+
+def test_a_worker_records_no_evaluation(tmp_path, monkeypatch):
+  monkeypatch.setattr(role, "is_chief", lambda: False)
+  run_record.record_evaluation(tmp_path, "2026-01-01T00:00:00+00:00", "done")
+  assert not (tmp_path / "run.json").exists()
