@@ -214,6 +214,7 @@ def test_kill_9_at_random_moments_loses_at_most_a_checkpoint_interval(tmp_path):
           "--gin_bindings=experiment.linear_eval_enabled = False",
           "--gin_bindings=experiment.evaluate_random_init = False",
           "--gin_bindings=hub_export.enabled = False", *SMALL_IMAGES]
+  from training import checkpoints  # pylint: disable=g-import-not-at-top
   rng = random.Random(0)
   ckpt_dir = os.path.join(workdir, "checkpoints")
   last = 0
@@ -226,12 +227,17 @@ def test_kill_9_at_random_moments_loses_at_most_a_checkpoint_interval(tmp_path):
         if line.startswith("step "):
           lines += 1
           if lines == 1:
+            # A kill before the first save has nothing to lose, and on loaded
+            # cores that save can outlast the random delay: the delay starts
+            # once a checkpoint is on disk (then it lands in a loop or a save).
+            deadline = time.time() + 300
+            while not checkpoints.steps(ckpt_dir) and time.time() < deadline:
+              time.sleep(0.05)
             time.sleep(rng.uniform(0.0, 1.0))  # somewhere in a loop or a save
             break
     finally:
       proc.kill()
       proc.wait()
-    from training import checkpoints  # pylint: disable=g-import-not-at-top
     found = checkpoints.steps(ckpt_dir)
     assert found, f"kill {kill}: no checkpoint"
     newest = max(found)
