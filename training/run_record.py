@@ -152,6 +152,22 @@ def _git_commit() -> str:
     return "unknown"
 
 
+def _invocations(doc: Dict) -> List[Dict]:
+  """run.json's invocations; a record from before they were kept holds one,
+  its top-level command and times."""
+  return doc.get("invocations") or (
+      [dict(command=doc["command"], git_commit=doc.get("git_commit"),
+            start_time=doc.get("start_time"), end_time=doc.get("end_time"))]
+      if "command" in doc else [])
+
+
+def _replace(path: str, doc: Dict) -> None:
+  """Writes run.json atomically: a reader never sees half of it."""
+  with open(path + ".tmp", "w") as f:
+    json.dump(doc, f, indent=2)
+  os.replace(path + ".tmp", path)
+
+
 def now() -> str:
   """The time as run.json records it (UTC, ISO 8601, seconds)."""
   return _now()
@@ -174,18 +190,13 @@ def record_evaluation(workdir, started: str, status: str) -> None:
   if not isinstance(doc, dict):
     raise ValueError(f"{path} is not a run record (not a JSON object): restore it, "
                      f"or delete it to keep only this evaluation's record.")
-  invocations = doc.get("invocations") or (
-      [dict(command=doc["command"], git_commit=doc.get("git_commit"),
-            start_time=doc.get("start_time"), end_time=doc.get("end_time"))]
-      if "command" in doc else [])
+  invocations = _invocations(doc)
   invocations.append(dict(
       command=" ".join([sys.executable] + sys.argv), kind="evaluation",
       git_commit=_git_commit(), host=platform.node(), pid=os.getpid(),
       start_time=started, end_time=_now(), status=status))
   doc["invocations"] = invocations
-  with open(path + ".tmp", "w") as f:
-    json.dump(doc, f, indent=2)
-  os.replace(path + ".tmp", path)
+  _replace(path, doc)
 
 
 def _blocks(config_str: str) -> Dict[str, str]:
@@ -288,10 +299,7 @@ class RunRecord:
       old = {}
     if not isinstance(old, dict):
       old = {}  # damaged, and overwritten on purpose (the guard refused it before)
-    invocations = old.get("invocations") or (
-        [dict(command=old["command"], git_commit=old.get("git_commit"),
-              start_time=old.get("start_time"), end_time=old.get("end_time"))]
-        if "command" in old else [])
+    invocations = _invocations(old)
     this = dict(command=" ".join([sys.executable] + sys.argv),
                 git_commit=_git_commit(), host=platform.node(), pid=os.getpid(),
                 start_time=started, end_time=finished, status=status)
@@ -313,6 +321,4 @@ class RunRecord:
         start_time=started, end_time=finished, status=status,
         model_config=config or old.get("model_config"),
         invocations=invocations)
-    with open(path + ".tmp", "w") as f:
-      json.dump(doc, f, indent=2)
-    os.replace(path + ".tmp", path)
+    _replace(path, doc)

@@ -311,10 +311,11 @@ def low_data_series(runs: Sequence[Run]) -> Dict[Tuple[str, str], Dict[float, Di
   return {k: v for k, v in series.items() if any(f < 1 for f in v)}
 
 
-def low_data_widths(series) -> List[int]:
-  """The widths the low-data series span."""
-  return sorted({w for v in series.values() for by_width in v.values()
-                 for w in by_width})
+def fig7_by_width(series) -> bool:
+  """Whether Fig. 7 is drawn by width (the runs span several), else by the
+  labelled fraction."""
+  return len({w for v in series.values() for by_width in v.values()
+              for w in by_width}) > 1
 
 
 def _fig7_by_fraction(ax, task, series, runs) -> None:
@@ -383,7 +384,7 @@ def fig7_low_data(series, fig_dir: str, runs: Sequence[Run] = ()) -> Optional[st
   width axis with one tick would stack every point on it)."""
   if not series:
     return None
-  draw = _fig7_by_width if len(low_data_widths(series)) > 1 else _fig7_by_fraction
+  draw = _fig7_by_width if fig7_by_width(series) else _fig7_by_fraction
   tasks = in_order((task for task, _ in series), TASK_ORDER)
   fig, axes = panels(len(tasks))
   for ax, task in zip(axes, tasks):

@@ -11,8 +11,8 @@ from study.report import headline
 from study.report import paper_claims
 from study.report import paths
 from study.report.figures import (fig2_best_width, fig3_linear_vs_mlp, fig4_pretext,
-                                  fig5_layers, fig7_low_data, fig8_curves, layer_series,
-                                  low_data_series, low_data_widths, mlp_pairs,
+                                  fig5_layers, fig7_by_width, fig7_low_data, fig8_curves,
+                                  layer_series, low_data_series, mlp_pairs,
                                   ranking_lines)
 from study.report.runs import (MISSING, NoRuns, Run, load_runs, row_label, table_runs,
                                task_label)
@@ -282,7 +282,7 @@ def figures_section(runs: Sequence[Run], tables, fig_dir: str, out: str
               f"difference only beyond {controls_lib.Z:g} standard errors):", ""]
     lines += steps + [""]
   low_data = low_data_series(main_runs)
-  if len(low_data_widths(low_data)) > 1:
+  if fig7_by_width(low_data):
     fig7_caption = ("Fig. 7: linear top-1 % by width with all and with a fraction of "
                     "the labels, one panel per task; dashed '+': the random trunk of "
                     "each width, the pixels levels by fraction")
