@@ -201,23 +201,45 @@ def _two_loop_direction(g, s_hist, y_hist, rho_hist, gamma):
   return r
 
 
+class LBFGSState(NamedTuple):
+  """Everything an L-BFGS run carries from one iteration to the next.
+
+  `advance_graph` continues exactly where a state stopped, so a run split into
+  several calls (a host round trip between them: a preemption check, a
+  progress line) computes the same iterates as one call.
+
+  Attributes:
+    iteration: [] int32, outer iterations done.
+    evaluations: [] int32, objective calls so far.
+    x: [n] current point. f: [] value there. g: [n] gradient there.
+    s, y: [m, n] correction pairs, oldest -> newest (unused rows are zero).
+    rho: [m] 1 / (s . y) of each pair (0 for unused rows).
+    num_pairs: [] int32, pairs in use.
+    converged: [] bool. failed: [] bool (see `LBFGSResult`).
+  """
+  iteration: tf.Tensor
+  evaluations: tf.Tensor
+  x: tf.Tensor
+  f: tf.Tensor
+  g: tf.Tensor
+  s: tf.Tensor
+  y: tf.Tensor
+  rho: tf.Tensor
+  num_pairs: tf.Tensor
+  converged: tf.Tensor
+  failed: tf.Tensor
+
+
 # The loops are explicit tf.while_loops already; converting this code with
 # AutoGraph when a caller's tf.function traces it would only slow tracing.
 @tf.autograph.experimental.do_not_convert
-def minimize_graph(value_and_gradients_fn: ValueAndGradientFn,
-                   initial_position: tf.Tensor,
-                   max_iterations,
-                   gradient_tolerance,
-                   f_relative_tolerance,
-                   num_correction_pairs: int = 10,
-                   max_line_search_evaluations: int = 25,
-                   c1: float = 1e-4,
-                   c2: float = 0.9) -> LBFGSResult:
-  """Graph-building core of `minimize`; call it inside a `tf.function`.
+def start_graph(value_and_gradients_fn: ValueAndGradientFn,
+                initial_position: tf.Tensor,
+                gradient_tolerance,
+                num_correction_pairs: int = 10) -> LBFGSState:
+  """The state before the first iteration: one evaluation at `initial_position`.
 
-  Same arguments as `minimize`, except that the tolerances and
-  `max_iterations` may be tensors (so one trace serves many settings) and
-  `f_relative_tolerance` is required.
+  Call inside a `tf.function`; arguments as in `minimize`.
   """
   x0 = tf.convert_to_tensor(initial_position)
   dtype = x0.dtype
@@ -227,22 +249,14 @@ def minimize_graph(value_and_gradients_fn: ValueAndGradientFn,
   if x0.shape.rank != 1:
     raise ValueError(f"initial_position must be a vector [n], got shape {x0.shape}; "
                      "flatten the variables with tf.reshape(x, [-1]).")
-  m = int(num_correction_pairs)
-  if m < 1:
-    raise ValueError(f"num_correction_pairs must be >= 1, got {m}.")
-  max_iterations = tf.cast(max_iterations, tf.int32)
-  max_ls = tf.cast(max_line_search_evaluations, tf.int32)
+  m = _num_pairs(num_correction_pairs)
   gtol = tf.cast(gradient_tolerance, dtype)
-  ftol = tf.cast(f_relative_tolerance, dtype)
-  eps = tf.constant(np.finfo(dtype.as_numpy_dtype).eps, dtype)
-  n = tf.size(x0)
-
   f0, g0 = value_and_gradients_fn(x0)
   f0 = tf.convert_to_tensor(f0, dtype)
   start_finite = tf.logical_and(tf.math.is_finite(f0),
                                 tf.reduce_all(tf.math.is_finite(g0)))
-  zeros_hist = tf.zeros(tf.stack([m, n]), dtype)
-  state = dict(
+  zeros_hist = tf.zeros(tf.stack([m, tf.size(x0)]), dtype)
+  return LBFGSState(
       iteration=tf.constant(0),
       evaluations=tf.constant(1),
       x=x0, f=f0, g=g0,
@@ -252,18 +266,53 @@ def minimize_graph(value_and_gradients_fn: ValueAndGradientFn,
       failed=~start_finite,
   )
 
+
+def _num_pairs(num_correction_pairs) -> int:
+  m = int(num_correction_pairs)
+  if m < 1:
+    raise ValueError(f"num_correction_pairs must be >= 1, got {m}.")
+  return m
+
+
+@tf.autograph.experimental.do_not_convert
+def advance_graph(value_and_gradients_fn: ValueAndGradientFn,
+                  state: LBFGSState,
+                  max_iterations,
+                  gradient_tolerance,
+                  f_relative_tolerance,
+                  num_correction_pairs: int = 10,
+                  max_line_search_evaluations: int = 25,
+                  c1: float = 1e-4,
+                  c2: float = 0.9) -> LBFGSState:
+  """Iterates from `state` until it converges, fails or has done
+  `max_iterations` iterations in all (counted from the start, not from this
+  call). Call inside a `tf.function`; other arguments as in `minimize_graph`.
+  """
+  m = _num_pairs(num_correction_pairs)
+  dtype = state.x.dtype
+  # A state that crossed a tf.function boundary may have lost its static
+  # memory size, which the two-loop recursion unrolls over.
+  state = state._replace(s=tf.ensure_shape(state.s, [m, None]),
+                         y=tf.ensure_shape(state.y, [m, None]),
+                         rho=tf.ensure_shape(state.rho, [m]))
+  max_iterations = tf.cast(max_iterations, tf.int32)
+  max_ls = tf.cast(max_line_search_evaluations, tf.int32)
+  gtol = tf.cast(gradient_tolerance, dtype)
+  ftol = tf.cast(f_relative_tolerance, dtype)
+  eps = tf.constant(np.finfo(dtype.as_numpy_dtype).eps, dtype)
+
   def cond(st):
-    return tf.logical_and(~(st["converged"] | st["failed"]),
-                          st["iteration"] < max_iterations)
+    return tf.logical_and(~(st.converged | st.failed),
+                          st.iteration < max_iterations)
 
   def body(st):
-    x, f, g = st["x"], st["f"], st["g"]
-    have_pairs = st["num_pairs"] > 0
-    s_new, y_new = st["s"][m - 1], st["y"][m - 1]
+    x, f, g = st.x, st.f, st.g
+    have_pairs = st.num_pairs > 0
+    s_new, y_new = st.s[m - 1], st.y[m - 1]
     gamma = tf.where(have_pairs,
                      tf.reduce_sum(s_new * y_new) / tf.reduce_sum(y_new * y_new),
                      tf.ones([], dtype))
-    direction = _two_loop_direction(g, st["s"], st["y"], st["rho"], gamma)
+    direction = _two_loop_direction(g, st.s, st.y, st.rho, gamma)
     slope = tf.reduce_sum(g * direction)
     # Rounding can make the quasi-Newton direction useless; steepest descent
     # always descends while g != 0.
@@ -283,11 +332,11 @@ def minimize_graph(value_and_gradients_fn: ValueAndGradientFn,
     # Only pairs with safely positive curvature keep H positive definite.
     store = tf.logical_and(ok, sy > eps * yy)
     shifted = lambda h, v: tf.concat([h[1:], v[None]], axis=0)
-    s_hist = tf.where(store, shifted(st["s"], step), st["s"])
-    y_hist = tf.where(store, shifted(st["y"], grad_change), st["y"])
-    rho_hist = tf.where(store, shifted(st["rho"], 1.0 / tf.where(store, sy, 1.0)),
-                        st["rho"])
-    num_pairs = tf.where(store, tf.minimum(st["num_pairs"] + 1, m), st["num_pairs"])
+    s_hist = tf.where(store, shifted(st.s, step), st.s)
+    y_hist = tf.where(store, shifted(st.y, grad_change), st.y)
+    rho_hist = tf.where(store, shifted(st.rho, 1.0 / tf.where(store, sy, 1.0)),
+                        st.rho)
+    num_pairs = tf.where(store, tf.minimum(st.num_pairs + 1, m), st.num_pairs)
     # A failed search with memory is retried once from steepest descent with
     # the memory dropped (as L-BFGS-B does); without memory it is final.
     reset = tf.logical_and(~ok, have_pairs)
@@ -304,15 +353,45 @@ def minimize_graph(value_and_gradients_fn: ValueAndGradientFn,
         tf.maximum(tf.abs(f), tf.abs(new_f)), 1.0))
     converged = tf.logical_and(ok, small_gradient | small_decrease)
     failed = tf.logical_and(~ok, ~have_pairs)
-    return (dict(iteration=st["iteration"] + 1, evaluations=st["evaluations"] + evals,
-                 x=new_x, f=new_f, g=new_g, s=s_hist, y=y_hist, rho=rho_hist,
-                 num_pairs=num_pairs, converged=converged, failed=failed),)
+    return (LBFGSState(iteration=st.iteration + 1, evaluations=st.evaluations + evals,
+                       x=new_x, f=new_f, g=new_g, s=s_hist, y=y_hist, rho=rho_hist,
+                       num_pairs=num_pairs, converged=converged, failed=failed),)
 
   (final,) = tf.while_loop(cond, body, (state,))
-  return LBFGSResult(position=final["x"], value=final["f"], gradient=final["g"],
-                     num_iterations=final["iteration"],
-                     num_evaluations=final["evaluations"],
-                     converged=final["converged"], failed=final["failed"])
+  return final
+
+
+def result_of(state: LBFGSState) -> LBFGSResult:
+  """The outcome a state stands for (its point, counts and stopping flags)."""
+  return LBFGSResult(position=state.x, value=state.f, gradient=state.g,
+                     num_iterations=state.iteration,
+                     num_evaluations=state.evaluations,
+                     converged=state.converged, failed=state.failed)
+
+
+@tf.autograph.experimental.do_not_convert
+def minimize_graph(value_and_gradients_fn: ValueAndGradientFn,
+                   initial_position: tf.Tensor,
+                   max_iterations,
+                   gradient_tolerance,
+                   f_relative_tolerance,
+                   num_correction_pairs: int = 10,
+                   max_line_search_evaluations: int = 25,
+                   c1: float = 1e-4,
+                   c2: float = 0.9) -> LBFGSResult:
+  """Graph-building core of `minimize`; call it inside a `tf.function`.
+
+  Same arguments as `minimize`, except that the tolerances and
+  `max_iterations` may be tensors (so one trace serves many settings) and
+  `f_relative_tolerance` is required. `start_graph` then `advance_graph`, in
+  one call.
+  """
+  state = start_graph(value_and_gradients_fn, initial_position, gradient_tolerance,
+                      num_correction_pairs)
+  return result_of(advance_graph(value_and_gradients_fn, state, max_iterations,
+                                 gradient_tolerance, f_relative_tolerance,
+                                 num_correction_pairs, max_line_search_evaluations,
+                                 c1, c2))
 
 
 def minimize(value_and_gradients_fn: ValueAndGradientFn,

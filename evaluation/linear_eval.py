@@ -12,11 +12,14 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import gin
 import numpy as np
+import tensorflow as tf
 
 from datasets import low_data
 from evaluation import feature_cache
 from evaluation import logistic_regression as lr
 from evaluation import pooling as pooling_lib
+from training import preemption
+from training import strategy as strategy_lib
 
 PROTOCOL = "linear_lbfgs"
 
@@ -73,6 +76,28 @@ def recorded_splits(*, train_split: str, val_split: str, eval_split: str,
                else train_split)
   return dict(train_split=fit_split, selected_on=selected_on,
               eval_split=eval_split)
+
+
+def preemption_check(strategy=None) -> Optional[Callable[[], None]]:
+  """What an L-BFGS fit asks between its compiled calls (`lr.fit`'s
+  `interrupt`): raises Preempted once a notice (SIGTERM, Ctrl-C) has come.
+
+  One fit can outlast a preemption's grace period (more than 25 minutes on a
+  4,096-d layer), so a single process stops inside it. Under several workers
+  it returns None: each fits the same problem, and one stopping alone would
+  leave the others waiting in the next collective; they stop together
+  between entries (evaluation/campaign.py).
+  """
+  if strategy_lib.num_workers(strategy or tf.distribute.get_strategy()) > 1:
+    return None
+
+  def check():
+    if preemption.requested():
+      raise preemption.Preempted(
+          f"{preemption.reason()}: stopped the evaluation inside an L-BFGS fit "
+          f"(unfinished, nothing of it kept); every finished entry is in "
+          f"results.json. Rerun the same command to do the rest.")
+  return check
 
 
 @gin.configurable("linear_eval", denylist=["trunk", "dataset", "strategy",
@@ -158,6 +183,7 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
     return np.asarray(x[subsets[split]], np.float32), y[subsets[split]]
 
   feats = lambda x: as_features(x, max_in_memory_gb, chunk_rows)
+  interrupt = preemption_check(strategy)
   entries = []
   for layer in layers:
     t_layer = time.time()
@@ -182,13 +208,13 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
                             dataset.num_classes, l2_grid=l2_grid,
                             max_iter=max_iter, tol=tol, search_tol=search_tol,
                             standardize=standardize,
-                            log=lambda m: log("  " + m))
+                            log=lambda m: log("  " + m), interrupt=interrupt)
     best_l2 = search["best_l2"]
     final = search["model"]
     if holdout_fraction > 0 and not refit_on_train_and_val:
       final = lr.fit(feats(train_x), train_y, dataset.num_classes, l2=best_l2,
                      max_iter=max_iter, tol=tol, standardize=standardize,
-                     init=search["model"])
+                     init=search["model"], interrupt=interrupt)
     fit_split = train_split
     labels_used = len(train_y)
     if refit_on_train_and_val:
@@ -198,7 +224,8 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
       final = lr.fit(feats(RowConcat([train_x, refit_x])),
                      np.concatenate([train_y, refit_y]), dataset.num_classes,
                      l2=best_l2, max_iter=max_iter, tol=tol,
-                     standardize=standardize, init=search["model"])
+                     standardize=standardize, init=search["model"],
+                     interrupt=interrupt)
     eval_feats = feats(eval_x)
     top1 = 100.0 * lr.accuracy(final, eval_feats, eval_y, k=1)
     top5 = 100.0 * lr.accuracy(final, eval_feats, eval_y,

@@ -19,7 +19,8 @@ def grid_search(train_x: feature_lib.Features, train_y, val_x: feature_lib.Featu
                 max_iter: int = 500, tol: float = 1e-6, standardize: bool = True,
                 history: int = 10, block_rows: Optional[int] = None,
                 precondition: bool = True, search_tol: Optional[float] = 1e-4,
-                log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+                log: Optional[Callable[[str], None]] = None,
+                interrupt: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
   """Chooses the L2 strength by held-out top-1 accuracy.
 
   The grid is visited from strong to weak regularisation and each fit
@@ -42,6 +43,7 @@ def grid_search(train_x: feature_lib.Features, train_y, val_x: feature_lib.Featu
     search_tol: tolerance of the fits that rank the grid (None or <= tol:
       every value is fitted to `tol`).
     log: optional callable receiving one progress line per grid value.
+    interrupt: as in `fit`, asked inside every fit of the grid.
 
   Returns:
     dict with best_l2 (ties go to the stronger l2), val_top1_by_l2 {l2: acc},
@@ -67,7 +69,7 @@ def grid_search(train_x: feature_lib.Features, train_y, val_x: feature_lib.Featu
   for l2 in grid:
     start = time.perf_counter()
     model = solver.fit_problem(problem, l2, max_iter, rank_tol, previous, history,
-                               block_rows)
+                               block_rows, interrupt)
     acc = solver.accuracy(model, val_x, val_y)
     val_top1[l2], iterations[l2] = acc, model.iterations
     if log is not None:
@@ -80,7 +82,7 @@ def grid_search(train_x: feature_lib.Features, train_y, val_x: feature_lib.Featu
   if rank_tol > tol:
     start = time.perf_counter()
     polished = solver.fit_problem(problem, best.l2, max_iter, tol, best, history,
-                                  block_rows)
+                                  block_rows, interrupt)
     if log is not None:
       log(f"l2={best.l2:.3g} polished to tol {tol:g}: {polished.iterations} more "
           f"iterations, {time.perf_counter() - start:.1f}s")

@@ -2,6 +2,9 @@
 of a run, reusing cached features, low data, and a TF-Hub module."""
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -131,3 +134,35 @@ def test_unknown_protocol_names_the_known_ones(tmp_path):
   assert "Unknown evaluation protocol" in proc.stderr
   assert "linear_lbfgs" in proc.stderr and "mlp_sgd_features" in proc.stderr
   assert ", knn, finetune." in proc.stderr
+
+  # A SIGTERM during an L-BFGS fit stops it there (one fit can outlast a
+  # preemption's grace period): status 75, no entry, the invocation on record
+  # as preempted. A fit with no L2 and no tolerance runs hundreds of
+  # iterations; the notice lands as it starts (after the low-data line).
+  _stopped_inside_a_fit(workdir)
+
+
+def _stopped_inside_a_fit(workdir):
+  endless = ["linear_eval.l2_grid = [0.0]", "linear_eval.tol = 0.0",
+             "linear_eval.search_tol = 0.0", "linear_eval.max_iter = 1000000"]
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "evaluation", f"--workdir={workdir}",
+       "--protocol=linear_lbfgs", "--fraction=0.5"]
+      + [f"--gin_bindings={b}" for b in EVAL_BINDINGS + endless],
+      cwd=cli.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+      env=dict(os.environ, PYTHONUNBUFFERED="1"))
+  try:
+    for line in proc.stdout:
+      if "low-data:" in line:
+        proc.send_signal(signal.SIGTERM)
+        break
+    _, err = proc.communicate(timeout=300)
+  finally:
+    proc.kill()
+  assert proc.returncode == 75, err[-3000:]
+  assert "inside an L-BFGS fit" in err and "Rerun the same command" in err
+  assert ("linear_lbfgs", "trained@0", 0.5) not in _entries(workdir)
+  with open(os.path.join(workdir, "run.json")) as f:
+    last = json.load(f)["invocations"][-1]
+  assert last["kind"] == "evaluation" and last["status"].startswith(
+      "preempted: SIGTERM received: stopped the evaluation inside an L-BFGS fit")

@@ -132,3 +132,36 @@ def test_invalid_settings_raise(kwargs, match):
 def test_invalid_start_raises(x0, match):
   with pytest.raises(ValueError, match=match):
     lbfgs.minimize(lambda x: (tf.reduce_sum(x), x), x0)
+
+
+@tf.function(autograph=False)
+def _start_rosenbrock(x0):
+  return lbfgs.start_graph(_rosenbrock, x0, 0.0, num_correction_pairs=5)
+
+
+@tf.function(autograph=False)
+def _advance_rosenbrock(state, until):
+  return lbfgs.advance_graph(_rosenbrock, state, until, 0.0, 0.0,
+                             num_correction_pairs=5)
+
+
+def test_a_run_split_into_calls_computes_the_same_iterates():
+  """The state carries everything: 7 iterations per call, the same 60
+  iterates, bit for bit, as one call (the solver's preemption checks sit
+  between such calls)."""
+  x0 = tf.constant([-1.2, 1.0] * 5, tf.float64)
+  whole = lbfgs.minimize(_rosenbrock, x0, max_iterations=60, gradient_tolerance=0.0,
+                         num_correction_pairs=5)
+  state = _start_rosenbrock(x0)
+  calls = 0
+  while int(state.iteration) < 60 and not bool(state.converged | state.failed):
+    state = _advance_rosenbrock(state, tf.constant(min(60, int(state.iteration) + 7)))
+    calls += 1
+  split = lbfgs.result_of(state)
+  assert calls == 9 and int(split.num_iterations) == 60
+  assert int(split.num_evaluations) == int(whole.num_evaluations)
+  np.testing.assert_array_equal(split.position.numpy(), whole.position.numpy())
+  np.testing.assert_array_equal(split.gradient.numpy(), whole.gradient.numpy())
+  # Still going at 60 from this start (117 iterations to its end): the test
+  # splits a run mid-way.
+  assert not bool(whole.converged | whole.failed)

@@ -8,6 +8,7 @@ from tiny_tasks import pixel_trunk
 from datasets import low_data
 from evaluation import feature_cache
 from evaluation import linear_eval
+from training import preemption
 
 # The demo's splits (a refit on train + val, scored on test); the defaults
 # are Table 1's (tests/evaluation/test_corrections.py).
@@ -103,3 +104,13 @@ def test_holdout_selection_never_looks_at_the_scored_split(dataset):
   assert hyper["train_examples"] == 120
   with pytest.raises(ValueError, match="linear_eval.holdout_fraction = 1.0"):
     linear_eval.evaluate(_trunk(), dataset, holdout_fraction=1.0, **SETTINGS)
+
+
+def test_a_preemption_notice_stops_a_fit_and_writes_no_entry(dataset, monkeypatch):
+  check = linear_eval.preemption_check(None)
+  check()  # no notice: nothing happens
+  monkeypatch.setattr(preemption, "requested", lambda: True)
+  with pytest.raises(preemption.Preempted, match="inside an L-BFGS fit.*Rerun"):
+    check()
+  with pytest.raises(preemption.Preempted, match="inside an L-BFGS fit"):
+    linear_eval.evaluate(_trunk(), dataset, **TABLE1)

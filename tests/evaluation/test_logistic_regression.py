@@ -14,6 +14,7 @@ from scipy import optimize
 
 from evaluation import logistic_regression as lr
 from evaluation.logistic_regression import features as lr_features
+from evaluation.logistic_regression import solver
 
 
 def _overlapping_classes(n=2000, dim=64, classes=5, seed=0, scale_spread=0.0):
@@ -355,3 +356,38 @@ def test_loose_ranking_fits_choose_the_same_l2_and_polish_the_winner(overlapping
   np.testing.assert_allclose(fast["model"].objective, direct.objective, rtol=1e-5)
   np.testing.assert_allclose(lr.predict_logits(fast["model"], val_x),
                              lr.predict_logits(direct, val_x), atol=2e-2)
+
+
+def test_a_fit_in_calls_of_one_iteration_is_the_fit_in_calls_of_twenty(monkeypatch):
+  x, y = _overlapping_classes()
+  whole = lr.fit(x, y, 5, l2=1e-4, tol=1e-6)
+  assert whole.iterations > 20  # more than one call of ITERATIONS_PER_CALL
+  asked = []
+  monkeypatch.setattr(solver, "ITERATIONS_PER_CALL", 1)
+  split = lr.fit(x, y, 5, l2=1e-4, tol=1e-6, interrupt=lambda: asked.append(1))
+  np.testing.assert_array_equal(split.weights, whole.weights)
+  np.testing.assert_array_equal(split.bias, whole.bias)
+  assert (split.iterations, split.num_evaluations, split.converged) == (
+      whole.iterations, whole.num_evaluations, whole.converged)
+  # Asked before every call that had work left: once per iteration here.
+  assert len(asked) == whole.iterations
+
+
+def test_an_interrupt_stops_the_fit_between_calls(monkeypatch):
+  x, y = _overlapping_classes()
+  monkeypatch.setattr(solver, "ITERATIONS_PER_CALL", 2)
+  asked = []
+
+  def interrupt():
+    asked.append(1)
+    if len(asked) == 3:
+      raise KeyboardInterrupt("stop")
+
+  with pytest.raises(KeyboardInterrupt, match="stop"):
+    lr.fit(x, y, 5, l2=1e-4, tol=1e-6, interrupt=interrupt)
+  assert len(asked) == 3
+  asked.clear()
+  with pytest.raises(KeyboardInterrupt, match="stop"):
+    lr.grid_search(x[:1500], y[:1500], x[1500:], y[1500:], 5, l2_grid=[1e-2, 1e-4],
+                   interrupt=interrupt)
+  assert len(asked) == 3
