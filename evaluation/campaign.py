@@ -15,8 +15,9 @@ protocols.run and record_label_free), so no worker is left alone in a
 collective. The settings are checked here too, before any training.
 
 A preemption notice (SIGTERM, Ctrl-C) stops the campaign at the next
-finished entry (an SGD head stops sooner, at its own next checkpoint; an
-L-BFGS fit of a single process within 20 iterations, linear_eval.py):
+finished entry (an SGD head stops sooner, at its own next checkpoint; a
+single process inside an L-BFGS fit or a feature extraction too,
+preemption.check_inside):
 everything finished is in results.json and a rerun does the rest.
 """
 from typing import Callable, Dict, List, Optional, Sequence

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from evaluation import representations
 from self_supervision import task as task_lib
+from training import preemption
 from training import strategy as strategy_lib
 
 FORMAT_VERSION = 1
@@ -161,11 +162,18 @@ class FeatureCache:
     os.makedirs(self.root, exist_ok=True)
     tmp_dirs = [tempfile.mkdtemp(prefix=".tmp-", dir=self.root) for _ in layers]
     writers = [None] * len(layers)
+    # A split of ImageNet takes longer than a preemption's grace period; the
+    # half-written entry goes with the temporary directories below.
+    interrupt = preemption.check_inside(
+        f"while extracting features of {split}",
+        strategy_lib.num_workers(strategy or tf.distribute.get_strategy()))
     try:
       labels = np.empty([n], np.int64)
       row = 0
       for feats, lab in extractor.batches(dataset, split,
                                           batch_size=batch_size, log=log):
+        if interrupt is not None:
+          interrupt()
         if row + len(lab) > n:
           raise RuntimeError(f"{split} yields more than its {n} examples.")
         for i, f in enumerate(feats):

@@ -78,28 +78,6 @@ def recorded_splits(*, train_split: str, val_split: str, eval_split: str,
               eval_split=eval_split)
 
 
-def preemption_check(strategy=None) -> Optional[Callable[[], None]]:
-  """What an L-BFGS fit asks between its compiled calls (`lr.fit`'s
-  `interrupt`): raises Preempted once a notice (SIGTERM, Ctrl-C) has come.
-
-  One fit can outlast a preemption's grace period (more than 25 minutes on a
-  4,096-d layer), so a single process stops inside it. Under several workers
-  it returns None: each fits the same problem, and one stopping alone would
-  leave the others waiting in the next collective; they stop together
-  between entries (evaluation/campaign.py).
-  """
-  if strategy_lib.num_workers(strategy or tf.distribute.get_strategy()) > 1:
-    return None
-
-  def check():
-    if preemption.requested():
-      raise preemption.Preempted(
-          f"{preemption.reason()}: stopped the evaluation inside an L-BFGS fit "
-          f"(unfinished, nothing of it kept); every finished entry is in "
-          f"results.json. Rerun the same command to do the rest.")
-  return check
-
-
 @gin.configurable("linear_eval", denylist=["trunk", "dataset", "strategy",
                                            "cache", "log"])
 def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
@@ -183,7 +161,9 @@ def evaluate(trunk, dataset, *, layers: Sequence[str] = ("pre_logits",),
     return np.asarray(x[subsets[split]], np.float32), y[subsets[split]]
 
   feats = lambda x: as_features(x, max_in_memory_gb, chunk_rows)
-  interrupt = preemption_check(strategy)
+  interrupt = preemption.check_inside(
+      "inside an L-BFGS fit",
+      strategy_lib.num_workers(strategy or tf.distribute.get_strategy()))
   entries = []
   for layer in layers:
     t_layer = time.time()

@@ -13,6 +13,7 @@ so an interrupted run keeps its work; a second Ctrl-C stops at once, unsaved.
 import signal
 import sys
 import threading
+from typing import Callable, Optional
 
 EXIT_STATUS = 75
 
@@ -59,6 +60,32 @@ def reason() -> str:
   received'."""
   return ("SIGINT (Ctrl-C) received" if _received == "SIGINT"
           else f"{_received} received")
+
+
+def check_inside(doing: str, num_workers: int) -> Optional[Callable[[], None]]:
+  """A check for the gaps inside one long piece of an evaluation (between an
+  L-BFGS fit's compiled calls, between the batches of a feature extraction):
+  it raises Preempted once a notice has come. Such a piece can outlast a
+  preemption's grace period (an L-BFGS fit on a 4,096-d layer: more than 25
+  minutes), and Python runs its signal handlers only between those calls.
+
+  None under several workers: they do the same piece in step, and one
+  stopping alone would leave the others waiting in the next collective; they
+  stop together between entries (evaluation/campaign.py).
+
+  Args:
+    doing: what is stopped, for the message ('inside an L-BFGS fit').
+    num_workers: processes in the strategy's collectives.
+  """
+  if num_workers > 1:
+    return None
+
+  def check():
+    if requested():
+      raise Preempted(f"{reason()}: stopped the evaluation {doing} (unfinished, "
+                      f"nothing of it kept); every finished entry is in "
+                      f"results.json. Rerun the same command to do the rest.")
+  return check
 
 
 def clear() -> None:

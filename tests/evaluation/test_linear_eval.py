@@ -1,5 +1,7 @@
 """The Table 1 protocol on cached features: chunked from disk equals in memory,
 low-data fractions, and the results entry."""
+import os
+
 import numpy as np
 import pytest
 
@@ -106,11 +108,21 @@ def test_holdout_selection_never_looks_at_the_scored_split(dataset):
     linear_eval.evaluate(_trunk(), dataset, holdout_fraction=1.0, **SETTINGS)
 
 
-def test_a_preemption_notice_stops_a_fit_and_writes_no_entry(dataset, monkeypatch):
-  check = linear_eval.preemption_check(None)
+def test_a_preemption_notice_stops_a_fit_or_an_extraction_and_keeps_nothing(
+    dataset, monkeypatch, tmp_path):
+  check = preemption.check_inside("inside an L-BFGS fit", num_workers=1)
   check()  # no notice: nothing happens
+  # Workers stop together between entries, never alone inside one.
+  assert preemption.check_inside("inside an L-BFGS fit", num_workers=2) is None
   monkeypatch.setattr(preemption, "requested", lambda: True)
   with pytest.raises(preemption.Preempted, match="inside an L-BFGS fit.*Rerun"):
     check()
   with pytest.raises(preemption.Preempted, match="inside an L-BFGS fit"):
     linear_eval.evaluate(_trunk(), dataset, **TABLE1)
+  # Through the feature cache the notice stops the extraction first, and its
+  # half-written entry is gone.
+  cache = feature_cache.FeatureCache(str(tmp_path))
+  with pytest.raises(preemption.Preempted,
+                     match="while extracting features of train"):
+    linear_eval.evaluate(_trunk(), dataset, cache=cache, **TABLE1)
+  assert os.listdir(tmp_path) == []
