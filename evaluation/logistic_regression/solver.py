@@ -164,9 +164,10 @@ def _objective(params, dim, num_classes, num_examples, l2, data_sum_fn, basis,
 # L-BFGS iterations per compiled call. Between calls the host regains control
 # (Python runs its signal handlers only then) and asks `interrupt`: a fit on a
 # 4,096-d layer ran more than 25 minutes, longer than any preemption grace
-# period, as one call. A round trip per 20 iterations costs nothing beside
-# 20+ full passes over the training features, and the iterates are the same
-# as in one call (the whole L-BFGS state is carried across).
+# period, as one call. The iterates are the same as in one call (the whole
+# L-BFGS state is carried across), and so is the time: a 3-value grid took
+# 2.00-2.18 s against 2.15-2.22 s as one call on 16,000 x 512 features, and
+# 1.28-1.30 s against 1.22-1.40 s on 4,000 x 64 (three runs each).
 ITERATIONS_PER_CALL = 20
 
 
